@@ -1,0 +1,1 @@
+"""Development-only: benchmarks (`make bench`). Left out of the Lambda layer."""

@@ -1,0 +1,73 @@
+"""The one exception hierarchy of jwtkeys: every error a caller can cause has a name."""
+
+from __future__ import annotations
+
+
+class JwtKeysError(Exception):
+    """Base class of every error jwtkeys raises on purpose."""
+
+    code = "JwtKeysError"
+
+
+class ConfigurationError(JwtKeysError):
+    """A setting is missing or malformed; raised at start-up, naming the setting."""
+
+    code = "ConfigurationError"
+
+
+class UnsafePolicy(ConfigurationError):
+    """The lifecycle timings break one of the safety inequalities (named in the message)."""
+
+    code = "UnsafePolicy"
+
+
+class InvalidRequest(JwtKeysError):
+    """A request is malformed: wrong shape, wrong type, out-of-range value."""
+
+    code = "InvalidRequest"
+
+
+class PolicyViolation(JwtKeysError):
+    """A well-formed request that the signing policy does not allow."""
+
+    code = "PolicyViolation"
+
+
+class SigningUnavailable(JwtKeysError):
+    """KMS could not sign (throttled, key unusable, unreachable); nothing was issued."""
+
+    code = "SigningUnavailable"
+
+
+class InvalidToken(JwtKeysError):
+    """A token was refused by verification; `reason` is a short stable name."""
+
+    code = "InvalidToken"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+class JwksUnavailable(JwtKeysError):
+    """A JWKS document could not be read or is not a valid JWKS."""
+
+    code = "JwksUnavailable"
+
+
+class LifecycleError(JwtKeysError):
+    """The key lifecycle cannot proceed (inconsistent state it will not guess about)."""
+
+    code = "LifecycleError"
+
+
+class LeaseHeld(LifecycleError):
+    """Another tick holds the keeper's lease."""
+
+    code = "LeaseHeld"
+
+
+class ServiceNowError(JwtKeysError):
+    """ServiceNow refused or failed a request; the message names the table and status."""
+
+    code = "ServiceNowError"

@@ -1,0 +1,58 @@
+"""Names shared by the runtime, the infrastructure and the tests: one place for each."""
+
+from __future__ import annotations
+
+METRIC_NAMESPACE = "jwtkeys"
+
+# KMS tags carried by every key of a keyset.
+TAG_KEYSET = "jwtkeys:keyset"
+TAG_STATE = "jwtkeys:state"
+TAG_NONCE = "jwtkeys:nonce"
+TAG_KID = "jwtkeys:kid"
+TAG_CREATED_AT = "jwtkeys:created-at"
+TAG_PUBLISHED_AT = "jwtkeys:published-at"
+TAG_ACTIVATED_AT = "jwtkeys:activated-at"
+TAG_DEACTIVATED_AT = "jwtkeys:deactivated-at"
+TAG_RETIRED_AT = "jwtkeys:retired-at"
+TAG_PREFIX = "jwtkeys:"
+
+# S3 objects in the keyset's bucket.
+JWKS_OBJECT_KEY = ".well-known/jwks.json"
+OPENID_CONFIGURATION_KEY = ".well-known/openid-configuration"
+PUBLIC_PREFIX = ".well-known/"
+STATE_PREFIX = "state/"
+
+
+def alias_prefix(keyset: str) -> str:
+    return f"alias/jwtkeys/{keyset}/"
+
+
+def current_alias(keyset: str) -> str:
+    """The alias that names the signing key: the truth about which key signs."""
+    return f"alias/jwtkeys/{keyset}/current"
+
+
+def servicenow_record_name(keyset: str, kid: str) -> str:
+    """The only marker of a ServiceNow record jwtkeys owns."""
+    return f"jwtkeys/{keyset}/{kid}"
+
+
+# Environment variables read by the functions' settings (set by the CDK stack).
+ENV_KEYSET = "JWTKEYS_KEYSET"
+ENV_ISSUER = "JWTKEYS_ISSUER"
+ENV_POLICY = "JWTKEYS_POLICY"  # JSON of RotationPolicy
+ENV_ALLOWED_AUDIENCES = "JWTKEYS_ALLOWED_AUDIENCES"  # JSON list of exact values or patterns
+ENV_ALLOWED_SUBJECTS = "JWTKEYS_ALLOWED_SUBJECTS"  # JSON list of exact values or patterns
+ENV_DEFAULT_TTL = "JWTKEYS_DEFAULT_TTL"
+ENV_CALLER_RULES = "JWTKEYS_CALLER_RULES"  # JSON {principal ARN: {subjects, audiences}}
+ENV_BUCKET = "JWTKEYS_BUCKET"
+ENV_PUBLIC_BASE_URL = "JWTKEYS_PUBLIC_BASE_URL"
+ENV_DISTRIBUTION_ID = "JWTKEYS_DISTRIBUTION_ID"
+ENV_SIGNER_ROLE_ARN = "JWTKEYS_SIGNER_ROLE_ARN"
+ENV_KEEPER_ROLE_ARN = "JWTKEYS_KEEPER_ROLE_ARN"
+ENV_SERVICENOW_INSTANCE = "JWTKEYS_SERVICENOW_INSTANCE"
+ENV_SERVICENOW_SECRET = "JWTKEYS_SERVICENOW_SECRET"
+ENV_SERVICENOW_CLIENT_ID = "JWTKEYS_SERVICENOW_CLIENT_ID"
+ENV_SERVICENOW_CANARY_SUBJECT = "JWTKEYS_SERVICENOW_CANARY_SUBJECT"
+ENV_SERVICENOW_CA_BUNDLE = "JWTKEYS_SERVICENOW_CA_BUNDLE"
+ENV_SERVICENOW_REVOKE_SESSIONS = "JWTKEYS_SERVICENOW_REVOKE_SESSIONS"
