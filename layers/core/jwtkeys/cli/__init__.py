@@ -1,0 +1,33 @@
+"""The `jwtkeys` command line: one module per command, imported only when used."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Each module defines `register(subparsers)`, which adds its parser and sets `run`,
+# a function (argparse.Namespace) -> exit code.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jwtkeys", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"jwtkeys.cli.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    exit_code: int = args.run(args)
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

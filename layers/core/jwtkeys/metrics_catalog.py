@@ -1,0 +1,89 @@
+"""Every metric the functions emit, with its unit and exact dimension set.
+
+The alarms (infra/) and the emitting code both read this table, and a test parses the
+functions' EMF output against it: an alarm on a dimension set that is never emitted
+would never fire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .names import METRIC_NAMESPACE
+
+# Powertools adds `service` (POWERTOOLS_SERVICE_NAME) to every metric; we add `keyset`.
+SIGNER_SERVICE = "jwtkeys-signer"
+KEEPER_SERVICE = "jwtkeys-keeper"
+BASE_DIMENSIONS: tuple[str, ...] = ("keyset", "service")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    unit: str  # a CloudWatch unit name as EMF writes it
+    service: str
+    dimensions: tuple[str, ...] = BASE_DIMENSIONS
+
+    @property
+    def namespace(self) -> str:
+        return METRIC_NAMESPACE
+
+
+def _signer(name: str, unit: str = "Count", extra: tuple[str, ...] = ()) -> MetricSpec:
+    return MetricSpec(name, unit, SIGNER_SERVICE, tuple(sorted(BASE_DIMENSIONS + extra)))
+
+
+def _keeper(name: str, unit: str = "Count") -> MetricSpec:
+    return MetricSpec(name, unit, KEEPER_SERVICE)
+
+
+TOKENS_ISSUED = _signer("TokensIssued")
+# Emitted twice per refusal: once on the base dimensions (what the misuse alarm watches)
+# and once with `reason` (what the dashboard breaks down).
+SIGN_REQUESTS_REJECTED = _signer("SignRequestsRejected")
+SIGN_REQUESTS_REJECTED_BY_REASON = _signer("SignRequestsRejected", extra=("reason",))
+SIGNING_FAILURES = _signer("SigningFailures")
+KMS_THROTTLED = _signer("KmsThrottled")
+SIGN_LATENCY_MS = _signer("SignLatencyMs", "Milliseconds")
+
+KEEPER_TICKS = _keeper("KeeperTicks")
+KEYS_CREATED = _keeper("KeysCreated")
+KEYS_PROMOTED = _keeper("KeysPromoted")
+KEYS_RETIRED = _keeper("KeysRetired")
+KEYS_REVOKED = _keeper("KeysRevoked")
+ROTATION_FAILURES = _keeper("RotationFailures")
+CURRENT_KEY_AGE_SECONDS = _keeper("CurrentKeyAgeSeconds", "Seconds")
+NEXT_KEY_PUBLISHED_SECONDS = _keeper("NextKeyPublishedSeconds", "Seconds")
+PUBLISHED_KEYS = _keeper("PublishedKeys")
+JWKS_DRIFT = _keeper("JwksDrift")
+FOREIGN_KEY_ACTIVITY = _keeper("ForeignKeyActivity")
+SERVICENOW_SYNC_FAILURES = _keeper("ServiceNowSyncFailures")
+SERVICENOW_DRIFT = _keeper("ServiceNowDrift")
+CANARY_EXCHANGE_FAILURES = _keeper("CanaryExchangeFailures")
+SERVICENOW_RECORDS = _keeper("ServiceNowRecords")
+CERTIFICATE_EXPIRES_IN_DAYS = _keeper("CertificateExpiresInDays", "None")
+
+ALL_METRICS: tuple[MetricSpec, ...] = (
+    TOKENS_ISSUED,
+    SIGN_REQUESTS_REJECTED,
+    SIGN_REQUESTS_REJECTED_BY_REASON,
+    SIGNING_FAILURES,
+    KMS_THROTTLED,
+    SIGN_LATENCY_MS,
+    KEEPER_TICKS,
+    KEYS_CREATED,
+    KEYS_PROMOTED,
+    KEYS_RETIRED,
+    KEYS_REVOKED,
+    ROTATION_FAILURES,
+    CURRENT_KEY_AGE_SECONDS,
+    NEXT_KEY_PUBLISHED_SECONDS,
+    PUBLISHED_KEYS,
+    JWKS_DRIFT,
+    FOREIGN_KEY_ACTIVITY,
+    SERVICENOW_SYNC_FAILURES,
+    SERVICENOW_DRIFT,
+    CANARY_EXCHANGE_FAILURES,
+    SERVICENOW_RECORDS,
+    CERTIFICATE_EXPIRES_IN_DAYS,
+)
