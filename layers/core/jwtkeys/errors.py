@@ -21,13 +21,23 @@ class UnsafePolicy(ConfigurationError):
     code = "UnsafePolicy"
 
 
-class InvalidRequest(JwtKeysError):
+class RequestRefused(JwtKeysError):
+    """A request was refused before anything was signed; `reason` is a short stable name."""
+
+    code = "RequestRefused"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class InvalidRequest(RequestRefused):
     """A request is malformed: wrong shape, wrong type, out-of-range value."""
 
     code = "InvalidRequest"
 
 
-class PolicyViolation(JwtKeysError):
+class PolicyViolation(RequestRefused):
     """A well-formed request that the signing policy does not allow."""
 
     code = "PolicyViolation"

@@ -53,7 +53,9 @@ class RotationPolicy:
     def _validate(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)
-            if field.type in ("int", int) and (not isinstance(value, int) or isinstance(value, bool)):
+            if field.type in ("int", int) and (
+                not isinstance(value, int) or isinstance(value, bool)
+            ):
                 raise ConfigurationError(f"policy.{field.name} must be an integer, got {value!r}")
         for name in (
             "rotation_period",

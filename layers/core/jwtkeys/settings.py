@@ -1,0 +1,109 @@
+"""Typed settings read once from the environment; a bad setting fails at cold start."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import names
+from .errors import ConfigurationError
+from .rotation_policy import RotationPolicy
+from .signing_policy import CallerRule, SigningPolicy, parse_allowlist
+
+KEYSET_NAME = re.compile(r"\A[a-z0-9][a-z0-9-]{0,47}\Z")
+
+
+def check_keyset_name(keyset: str) -> str:
+    """A keyset name is part of aliases, tags, stack and record names: keep it plain."""
+    if not KEYSET_NAME.match(keyset):
+        raise ConfigurationError(
+            f"keyset name {keyset!r} must be 1-48 characters of a-z, 0-9 and '-'"
+        )
+    return keyset
+
+
+def _required(environ: Mapping[str, str], name: str) -> str:
+    value = environ.get(name, "")
+    if not value:
+        raise ConfigurationError(f"environment variable {name} is required")
+    return value
+
+
+def _json(environ: Mapping[str, str], name: str, default: str) -> Any:
+    raw = environ.get(name, default)
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ConfigurationError(
+            f"environment variable {name} is not valid JSON: {error}"
+        ) from None
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"environment variable {name} must be an integer") from None
+
+
+def load_rotation_policy(environ: Mapping[str, str]) -> RotationPolicy:
+    """The keyset's lifecycle policy from ENV_POLICY (JSON), validated."""
+    values = _json(environ, names.ENV_POLICY, "{}")
+    if not isinstance(values, dict):
+        raise ConfigurationError(f"environment variable {names.ENV_POLICY} must be a JSON object")
+    try:
+        return RotationPolicy.from_mapping(values)
+    except ConfigurationError as error:
+        raise type(error)(f"{names.ENV_POLICY}: {error}") from None
+    except TypeError as error:
+        raise ConfigurationError(f"{names.ENV_POLICY}: {error}") from None
+
+
+def _caller_rules(environ: Mapping[str, str]) -> dict[str, CallerRule]:
+    raw = _json(environ, names.ENV_CALLER_RULES, "{}")
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"{names.ENV_CALLER_RULES} must be a JSON object")
+    rules: dict[str, CallerRule] = {}
+    for principal, rule in raw.items():
+        if not isinstance(rule, dict) or set(rule) != {"subjects", "audiences"}:
+            raise ConfigurationError(
+                f"{names.ENV_CALLER_RULES}[{principal!r}] must be {{subjects, audiences}}"
+            )
+        rules[principal] = CallerRule(
+            subjects=parse_allowlist(rule["subjects"], f"{names.ENV_CALLER_RULES} subjects"),
+            audiences=parse_allowlist(rule["audiences"], f"{names.ENV_CALLER_RULES} audiences"),
+        )
+    return rules
+
+
+@dataclass(frozen=True)
+class SignerSettings:
+    """Everything the signing function needs, parsed and validated."""
+
+    keyset: str
+    rotation: RotationPolicy
+    policy: SigningPolicy
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> SignerSettings:
+        keyset = check_keyset_name(_required(environ, names.ENV_KEYSET))
+        rotation = load_rotation_policy(environ)
+        policy = SigningPolicy(
+            issuer=_required(environ, names.ENV_ISSUER),
+            allowed_subjects=parse_allowlist(
+                _json(environ, names.ENV_ALLOWED_SUBJECTS, "null"), names.ENV_ALLOWED_SUBJECTS
+            ),
+            allowed_audiences=parse_allowlist(
+                _json(environ, names.ENV_ALLOWED_AUDIENCES, "null"), names.ENV_ALLOWED_AUDIENCES
+            ),
+            default_ttl=_int(environ, names.ENV_DEFAULT_TTL, min(300, rotation.max_token_ttl)),
+            max_token_ttl=rotation.max_token_ttl,
+            caller_rules=_caller_rules(environ),
+        )
+        return cls(keyset=keyset, rotation=rotation, policy=policy)
