@@ -1,0 +1,24 @@
+"""The signing function: services invoke it (directly or via its Function URL) for a token."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from botocore.config import Config
+
+from jwtkeys.clock import SystemClock
+from jwtkeys.metrics_catalog import SIGNER_SERVICE
+from jwtkeys.sign_service import SignService
+
+logger = Logger(service=SIGNER_SERVICE)
+# Adaptive retries absorb brief KMS throttling before we report SigningUnavailable.
+_kms = boto3.client("kms", config=Config(retries={"mode": "adaptive", "max_attempts": 4}))
+service = SignService.create(os.environ, _kms, SystemClock(), logger=logger)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return service.handle(event)
