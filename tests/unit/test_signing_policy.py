@@ -66,7 +66,21 @@ def test_malformed_requests_are_refused(payload: Any, error: type[Exception], re
 
 
 @pytest.mark.parametrize(
-    "name", ["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "EXP", "\uff49\uff53\uff53", "a lg", "kid", "x5u"]
+    "name",
+    [
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "nbf",
+        "iat",
+        "jti",
+        "EXP",
+        "\uff49\uff53\uff53",
+        "a lg",
+        "kid",
+        "x5u",
+    ],
 )
 def test_reserved_claims_and_header_names_cannot_be_set_or_shadowed(name: str) -> None:
     with pytest.raises(PolicyViolation) as refused:
