@@ -50,9 +50,10 @@ _VERIFIERS: Final[dict[str, Algorithm]] = {
     name: algorithm for name, algorithm in get_default_algorithms().items() if name in ALGORITHMS
 }
 
-# Three non-empty base64url segments and nothing else: no padding, no whitespace, no
-# fourth segment. Checked on the whole token in C before any decoding.
-_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+# Three base64url segments and nothing else: no padding, no whitespace, no fourth segment.
+# Checked on the whole token in C before any decoding. The signature may be empty so that
+# an unsigned (`alg: none`) token is refused for what it is, by the header check.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _BASE64URL_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # The last character of an unpadded segment carries spare bits that a lenient decoder
 # ignores; unless they are zero, two different tokens would decode to the same signature.
@@ -91,6 +92,8 @@ def verify_token(
     jwk = _find_jwk(jwks, kid)
     key = _public_key_for(jwk, alg)
 
+    if not signature_segment:
+        _refuse("bad_signature", "the token is unsigned")
     signature = _decode_segment(signature_segment, "signature")
     coordinate_size = ALGORITHMS[alg].ec_coordinate_size
     if coordinate_size and len(signature) != 2 * coordinate_size:
