@@ -107,3 +107,62 @@ class SignerSettings:
             caller_rules=_caller_rules(environ),
         )
         return cls(keyset=keyset, rotation=rotation, policy=policy)
+
+
+@dataclass(frozen=True)
+class ServiceNowSettings:
+    """Where the keyset's ServiceNow trust records live and how to reach them."""
+
+    instance_url: str
+    secret_id: str
+    client_id: str
+    canary_subject: str | None
+    ca_bundle: str | None
+    revoke_sessions: bool
+
+
+@dataclass(frozen=True)
+class KeeperSettings:
+    """Everything the keeper function needs, parsed and validated."""
+
+    keyset: str
+    issuer: str
+    rotation: RotationPolicy
+    bucket: str
+    public_base_url: str | None
+    distribution_id: str | None
+    signer_role_arn: str
+    keeper_role_arn: str
+    servicenow: ServiceNowSettings | None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> KeeperSettings:
+        instance = environ.get(names.ENV_SERVICENOW_INSTANCE) or None
+        servicenow = None
+        if instance is not None:
+            if not instance.startswith("https://"):
+                raise ConfigurationError(f"{names.ENV_SERVICENOW_INSTANCE} must be an https URL")
+            revoke = environ.get(names.ENV_SERVICENOW_REVOKE_SESSIONS, "true").lower()
+            if revoke not in {"true", "false"}:
+                raise ConfigurationError(
+                    f"{names.ENV_SERVICENOW_REVOKE_SESSIONS} must be true or false"
+                )
+            servicenow = ServiceNowSettings(
+                instance_url=instance.rstrip("/"),
+                secret_id=_required(environ, names.ENV_SERVICENOW_SECRET),
+                client_id=_required(environ, names.ENV_SERVICENOW_CLIENT_ID),
+                canary_subject=environ.get(names.ENV_SERVICENOW_CANARY_SUBJECT) or None,
+                ca_bundle=environ.get(names.ENV_SERVICENOW_CA_BUNDLE) or None,
+                revoke_sessions=revoke == "true",
+            )
+        return cls(
+            keyset=check_keyset_name(_required(environ, names.ENV_KEYSET)),
+            issuer=_required(environ, names.ENV_ISSUER),
+            rotation=load_rotation_policy(environ),
+            bucket=_required(environ, names.ENV_BUCKET),
+            public_base_url=environ.get(names.ENV_PUBLIC_BASE_URL) or None,
+            distribution_id=environ.get(names.ENV_DISTRIBUTION_ID) or None,
+            signer_role_arn=_required(environ, names.ENV_SIGNER_ROLE_ARN),
+            keeper_role_arn=_required(environ, names.ENV_KEEPER_ROLE_ARN),
+            servicenow=servicenow,
+        )

@@ -1,0 +1,36 @@
+"""The keeper function: the scheduled tick, operator actions and KMS CloudTrail events."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+
+from jwtkeys.clock import SystemClock
+from jwtkeys.keeper_service import KeeperClients, KeeperService
+from jwtkeys.metrics_catalog import KEEPER_SERVICE
+from jwtkeys.servicenow_wiring import servicenow_trust
+from jwtkeys.settings import KeeperSettings
+
+logger = Logger(service=KEEPER_SERVICE)
+tracer = Tracer(service=KEEPER_SERVICE)
+settings = KeeperSettings.from_environ(os.environ)
+service = KeeperService.create(
+    settings,
+    KeeperClients(
+        kms=boto3.client("kms"),
+        s3=boto3.client("s3"),
+        cloudfront=boto3.client("cloudfront") if settings.distribution_id else None,
+    ),
+    SystemClock(),
+    trust_factory=servicenow_trust,
+    logger=logger,
+)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return service.handle(event)
