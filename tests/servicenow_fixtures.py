@@ -15,6 +15,9 @@ Fixtures:
 `REQUESTS_CA_BUNDLE` (set in this environment) overrides a session's `verify` in
 requests, so `servicenow_http` turns `trust_env` off; clients that keep `trust_env`
 must pass `verify=` on each request (or set `REQUESTS_CA_BUNDLE` to the emulator's CA).
+
+Test modules also import the helpers below, before pytest loads this module as a plugin;
+PYTEST_DONT_REWRITE keeps pytest from warning that it cannot rewrite its asserts then.
 """
 
 from __future__ import annotations
