@@ -326,9 +326,30 @@ def test_missing_and_oversized_files(tmp_path: Path) -> None:
         load_jwks(str(big))
 
 
-def test_unsupported_scheme() -> None:
-    with pytest.raises(JwksUnavailable, match="unsupported"):
-        load_jwks("ftp://example.invalid/jwks.json")
+@pytest.mark.parametrize(
+    ("source", "complaint"),
+    [
+        ("ftp://example.invalid/jwks.json", "unsupported"),
+        ("http://[::1", "not a JWKS location"),
+        ("jwks\x00.json", "not a file path"),
+        ("http://", "cannot fetch"),
+    ],
+)
+def test_unusable_locations(source: str, complaint: str) -> None:
+    with pytest.raises(JwksUnavailable, match=complaint):
+        load_jwks(source, timeout=1)
+
+
+def test_messages_never_carry_url_credentials_or_query(jwks_server: JwksServer) -> None:
+    # Given a URL with a password and a presigned-style query that answers 403
+    base = jwks_server.base_url.replace("http://", "http://user:hunter2@")
+    jwks_server.routes["/jwks.json?X-Amz-Signature=s3cr3t"] = Route(status=403)
+    # Then the message names the place without either secret
+    with pytest.raises(JwksUnavailable) as unavailable:
+        load_jwks(base + "/jwks.json?X-Amz-Signature=s3cr3t")
+    assert "HTTP 403" in str(unavailable.value)
+    assert "hunter2" not in str(unavailable.value)
+    assert "s3cr3t" not in str(unavailable.value)
 
 
 def test_http_success(jwks_server: JwksServer) -> None:

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from .errors import JwksUnavailable
 from .verify import PRIVATE_JWK_MEMBERS, loads_strict_json
@@ -18,15 +19,21 @@ _CHUNK_BYTES: Final = 64 * 1024
 
 def load_jwks(source: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> dict[str, Any]:
     """The JWKS at `source` (a file path or an http(s) URL), read within `timeout` seconds."""
-    scheme = urlsplit(source).scheme.lower()
+    try:
+        parts = urlsplit(source)
+    except ValueError as error:
+        raise JwksUnavailable(f"not a JWKS location: {error}") from None
+    scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
-        raw = _fetch(source, timeout)
-    elif scheme in ("", "file") or (len(scheme) == 1 and Path(source).exists()):
-        # A one-letter "scheme" is a Windows drive letter, not a URL.
-        raw = _read_file(source.removeprefix("file://") if scheme == "file" else source)
+        raw = _fetch(source, _display_url(source), timeout)
+    elif scheme == "file":
+        raw = _read_file(url2pathname(parts.path))
+    elif not scheme or Path(source).exists():
+        # An existing path wins over what looks like a scheme ("C:\\jwks.json", "a:b.json").
+        raw = _read_file(source)
     else:
         raise JwksUnavailable(f"unsupported JWKS location scheme {scheme!r}; use a file or http(s)")
-    return parse_jwks(raw, source)
+    return parse_jwks(raw, _display_url(source) if scheme in ("http", "https") else source)
 
 
 def parse_jwks(raw: bytes, source: str = "JWKS") -> dict[str, Any]:
@@ -72,12 +79,20 @@ def _read_file(path: str) -> bytes:
             raw = file.read(MAX_JWKS_BYTES + 1)
     except OSError as error:
         raise JwksUnavailable(f"cannot read JWKS file {path!r}: {error.strerror}") from None
+    except ValueError:
+        raise JwksUnavailable(f"not a file path: {path!r}") from None
     if len(raw) > MAX_JWKS_BYTES:
         raise JwksUnavailable(f"JWKS file {path!r} is larger than {MAX_JWKS_BYTES} bytes")
     return raw
 
 
-def _fetch(url: str, timeout: float) -> bytes:
+def _display_url(url: str) -> str:
+    # Messages are logged: drop credentials in the userinfo and the query (a presigned URL).
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
+def _fetch(url: str, display: str, timeout: float) -> bytes:
     # Imported here so that verification alone never pays for importing requests.
     import requests
     import urllib3
@@ -90,21 +105,23 @@ def _fetch(url: str, timeout: float) -> bytes:
             url, timeout=timeout, stream=True, headers={"Accept": "application/json"}
         ) as response:
             if url.lower().startswith("https:") and not response.url.lower().startswith("https:"):
-                raise JwksUnavailable(f"JWKS at {url} redirected away from https")
+                raise JwksUnavailable(f"JWKS at {display} redirected away from https")
             if response.status_code != 200:
-                raise JwksUnavailable(f"JWKS at {url} answered HTTP {response.status_code}")
+                raise JwksUnavailable(f"JWKS at {display} answered HTTP {response.status_code}")
             body = bytearray()
             # read1 returns what has arrived instead of waiting for a full chunk, so the
             # deadline is checked after every packet.
             while chunk := response.raw.read1(_CHUNK_BYTES, decode_content=True):
                 body += chunk
                 if len(body) > MAX_JWKS_BYTES:
-                    raise JwksUnavailable(f"JWKS at {url} is larger than {MAX_JWKS_BYTES} bytes")
+                    raise JwksUnavailable(
+                        f"JWKS at {display} is larger than {MAX_JWKS_BYTES} bytes"
+                    )
                 if time.monotonic() > deadline:
-                    raise JwksUnavailable(f"JWKS at {url} took longer than {timeout}s")
+                    raise JwksUnavailable(f"JWKS at {display} took longer than {timeout}s")
             return bytes(body)
     except (requests.Timeout, urllib3.exceptions.TimeoutError):
-        raise JwksUnavailable(f"JWKS at {url} timed out after {timeout}s") from None
+        raise JwksUnavailable(f"JWKS at {display} timed out after {timeout}s") from None
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
         # The body is read through urllib3 directly, so its errors arrive unwrapped.
-        raise JwksUnavailable(f"cannot fetch JWKS at {url}: {type(error).__name__}") from None
+        raise JwksUnavailable(f"cannot fetch JWKS at {display}: {type(error).__name__}") from None

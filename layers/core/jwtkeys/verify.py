@@ -11,6 +11,7 @@ import binascii
 import json
 import math
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, NoReturn
 
@@ -64,7 +65,10 @@ _CANONICAL_LAST_CHAR: Final[dict[int, frozenset[str]]] = {
 _TO_STANDARD_BASE64: Final = str.maketrans("-_", "+/")
 
 _KEY_CACHE_LIMIT: Final = 256
+# Parsing a JWK into a key object costs more than verifying a signature with it; keyed by
+# the members that define the key, so a kid reused for new material never hits a stale entry.
 _key_cache: dict[tuple[str, ...], RSAPublicKey | EllipticCurvePublicKey] = {}
+_key_cache_lock = threading.Lock()
 
 
 def verify_token(
@@ -242,10 +246,13 @@ def _public_key_for(jwk: Mapping[str, Any], alg: str) -> RSAPublicKey | Elliptic
     key = (
         _load_rsa_key(*members[3:]) if family is KeyFamily.RSA else _load_ec_key(alg, *members[3:])
     )
-    if len(_key_cache) >= _KEY_CACHE_LIMIT:
-        # Oldest first: a JWKS only ever holds a handful of live keys.
-        del _key_cache[next(iter(_key_cache))]
-    _key_cache[members] = key
+    # Only a miss takes the lock: lookups stay lock-free, and two threads evicting at once
+    # cannot trip over each other.
+    with _key_cache_lock:
+        if len(_key_cache) >= _KEY_CACHE_LIMIT:
+            # Oldest first: a JWKS only ever holds a handful of live keys.
+            del _key_cache[next(iter(_key_cache))]
+        _key_cache[members] = key
     return key
 
 

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _refused(reason: str, message: str) -> int:
     # Exactly one line, whatever the message holds, so scripts can read it.
-    detail = " ".join(message.split())
+    detail = "".join(c if c.isprintable() else "?" for c in " ".join(message.split()))
     sys.stderr.write(f"jwtkeys verify: refused: {reason}: {detail}\n")
     return EXIT_REFUSED
 
