@@ -627,6 +627,19 @@ def test_any_single_character_altered_in_any_segment_is_refused(
         verify(altered, _JWKS)
 
 
+@pytest.mark.parametrize("alg", ALL_ALGS)
+def test_every_other_last_character_of_every_segment_is_refused(alg: str) -> None:
+    # The last character is where a lenient base64 decoder hides spare bits: try them all.
+    original = _TOKENS[alg]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    ends = [original.index("."), original.rindex("."), len(original)]
+    for end in ends:
+        for replacement in alphabet.replace(original[end - 1], ""):
+            altered = original[: end - 1] + replacement + original[end:]
+            with pytest.raises(InvalidToken):
+                verify(altered, _JWKS)
+
+
 def _json_values() -> st.SearchStrategy[Any]:
     scalars = (
         st.none()
