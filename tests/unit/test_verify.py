@@ -673,6 +673,15 @@ _HEADER_NAMES = st.sampled_from(["alg", "kid", "typ", "crit", "jku", "cty", "x"]
 
 
 @settings(max_examples=300, deadline=None)
+@given(alg=st.sampled_from(ALL_ALGS), signature=st.binary(max_size=600))
+def test_arbitrary_signature_bytes_are_refused(alg: str, signature: bytes) -> None:
+    head, payload, _ = _TOKENS[alg].split(".")
+    with pytest.raises(InvalidToken) as refused:
+        verify(f"{head}.{payload}.{b64(signature)}", _JWKS)
+    assert refused.value.reason in {"bad_signature", "bad_ecdsa_signature_length"}
+
+
+@settings(max_examples=300, deadline=None)
 @given(st.text(max_size=300) | st.binary(max_size=300).map(lambda b: b.decode("latin-1")))
 def test_random_strings_are_refused_never_crash(value: str) -> None:
     with pytest.raises(InvalidToken):

@@ -109,7 +109,7 @@ def verify_token(
         )
     signing_input = token[: len(header_segment) + 1 + len(payload_segment)].encode("ascii")
     if not _VERIFIERS[alg].verify(signing_input, key, signature):
-        _refuse("bad_signature", f"the signature does not verify with key {kid!r}")
+        _refuse("bad_signature", f"the signature does not verify with key {_shorten(kid)}")
 
     claims = _decode_json_object(payload_segment, "payload")
     _check_claims(claims, issuer=issuer, audience=audience, now=now, leeway=leeway)
