@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,14 +85,15 @@ def write_tls_files(directory: Path) -> TlsFiles:
     )
     files.ca_bundle.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     files.certificate.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-    files.private_key.write_bytes(
-        server_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    key_pem = server_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
     )
-    files.private_key.chmod(0o600)
+    # Created owner-only from the start: a state_dir may be shared with other users.
+    descriptor = os.open(files.private_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as key_file:
+        key_file.write(key_pem)
     return files
 
 

@@ -17,6 +17,7 @@ integration user. Neither issues refresh tokens.
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 import threading
 from collections.abc import Callable, Mapping
@@ -31,6 +32,7 @@ from .auth import Credentials
 from .certificates import CertificateRejected, glide_datetime, parse_pem_certificate
 from .tables import ADMIN, RecordStore, Row
 
+_LOGGER = logging.getLogger(__name__)
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ACCEPTED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"})
 GENERIC_FAILURE: dict[str, object] = {"error_description": "access_denied", "error": "server_error"}
@@ -81,7 +83,9 @@ class TokenEndpoint:
             else:
                 raise Refused(f"unsupported grant_type {grant_type!r}")
         except Refused as refusal:
-            self._log(f"oauth_token.do grant_type={grant_type} client_id={client_id}: {refusal}")
+            reason = f"oauth_token.do grant_type={grant_type} client_id={client_id}: {refusal}"
+            _LOGGER.info("token request refused: %s", reason)
+            self._log(reason)
             return 401, dict(GENERIC_FAILURE)
         return 200, self._issue(app, user)
 
@@ -112,8 +116,11 @@ class TokenEndpoint:
         jti = self._check_jti(app, claims, now, skew)
         user = self._subject(app, claims)
         if jti is not None:
+            # Recorded only on success (a token refused for another reason may be retried),
+            # and checked again under the lock so two concurrent exchanges cannot both pass.
             with self._lock:
-                # Recorded only on success: a token refused for another reason may be retried.
+                if (app["sys_id"], jti) in self._seen_jti:
+                    raise Refused(f"jti {jti!r} was already used")
                 self._seen_jti[(app["sys_id"], jti)] = float(claims["exp"]) + skew
         return app, user
 
