@@ -1,0 +1,1 @@
+"""AWS CDK infrastructure of jwtkeys: one stack per keyset, one construct per concern."""

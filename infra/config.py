@@ -1,0 +1,303 @@
+"""The deployment configuration: cdk.json context, parsed and validated once at synth.
+
+Context layout (`cdk.json` -> `context.jwtkeys`)::
+
+    {"stacks": {"<stage>": {
+        "keyset": "servicenow-prod",            # one keyset per stack
+        "issuer": "...",                        # `iss` (ServiceNow: the oauth_jwt client_id)
+        "policy": {...},                        # RotationPolicy: algorithm, key_spec, timings
+        "default_ttl": 300,
+        "allowed_audiences": ["..."], "allowed_subjects": ["svc-*"],
+        "direct_invoke_principals": ["arn:aws:iam::111122223333:role/batch"],
+        "function_url_callers": {"<principal ARN>": {"subjects": [...], "audiences": [...]}},
+        "servicenow": null | {"instance": "https://x.service-now.com", "secret_name": "...",
+                              "client_id": "...", "canary_subject": "..."},
+        "alarm_emails": ["secops@example.com"],
+        "custom_domain": null | {"domain_name": "keys.example.com", "certificate_arn": "arn:..."},
+        "runbook_url": "https://git.example.com/jwtkeys/blob/main/docs/runbook.md",
+        "account": null, "region": null
+    }}}
+
+Every error names the stage and the setting; the rotation policy is validated by the
+runtime's own `RotationPolicy`, so an unsafe timing fails `cdk synth` with the same
+message the functions would give.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jwtkeys.errors import ConfigurationError
+from jwtkeys.rotation_policy import RotationPolicy
+
+from .constants import CONTEXT_KEY, DEFAULT_RUNBOOK_URL, STACK_NAME_PREFIX
+
+# Keysets name stacks, aliases, alarms and dashboards: keep them to characters all of
+# those accept, and short enough for the longest derived name.
+_KEYSET_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
+_PRINCIPAL_PATTERN = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:[A-Za-z0-9+=,.@_/:-]+$")
+_EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_DOMAIN_PATTERN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_ACM_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[A-Za-z0-9-]+$")
+
+_STACK_KEYS = frozenset(
+    {
+        "keyset",
+        "issuer",
+        "policy",
+        "default_ttl",
+        "allowed_audiences",
+        "allowed_subjects",
+        "direct_invoke_principals",
+        "function_url_callers",
+        "servicenow",
+        "alarm_emails",
+        "custom_domain",
+        "runbook_url",
+        "account",
+        "region",
+    }
+)
+
+
+@dataclass(frozen=True)
+class CallerRule:
+    """What one Function URL caller may ask for."""
+
+    subjects: tuple[str, ...]
+    audiences: tuple[str, ...]
+
+    def to_mapping(self) -> dict[str, list[str]]:
+        return {"subjects": list(self.subjects), "audiences": list(self.audiences)}
+
+
+@dataclass(frozen=True)
+class ServiceNowConfig:
+    """Where the keeper keeps ServiceNow's trust records in step."""
+
+    instance: str
+    secret_name: str
+    client_id: str
+    canary_subject: str
+
+
+@dataclass(frozen=True)
+class CustomDomain:
+    """An optional own host name for the JWKS (the certificate must live in us-east-1)."""
+
+    domain_name: str
+    certificate_arn: str
+
+
+@dataclass(frozen=True)
+class KeysetConfig:
+    """Everything one keyset stack is built from."""
+
+    stage: str
+    keyset: str
+    issuer: str
+    policy: RotationPolicy
+    default_ttl: int
+    allowed_audiences: tuple[str, ...]
+    allowed_subjects: tuple[str, ...]
+    direct_invoke_principals: tuple[str, ...] = ()
+    function_url_callers: Mapping[str, CallerRule] = field(default_factory=dict)
+    servicenow: ServiceNowConfig | None = None
+    alarm_emails: tuple[str, ...] = ()
+    custom_domain: CustomDomain | None = None
+    runbook_url: str = DEFAULT_RUNBOOK_URL
+    account: str | None = None
+    region: str | None = None
+
+    @property
+    def stack_name(self) -> str:
+        """The stack's name carries the keyset, so stages never collide in one account."""
+        return f"{STACK_NAME_PREFIX}{self.keyset}"
+
+    def caller_rules_mapping(self) -> dict[str, dict[str, list[str]]]:
+        return {arn: rule.to_mapping() for arn, rule in sorted(self.function_url_callers.items())}
+
+
+def load_stacks(context: object) -> list[KeysetConfig]:
+    """Parse `context.jwtkeys`; raise ConfigurationError naming what is wrong."""
+    if not isinstance(context, Mapping):
+        raise ConfigurationError(f"context {CONTEXT_KEY!r} must be an object with 'stacks'")
+    stacks = context.get("stacks")
+    if not isinstance(stacks, Mapping) or not stacks:
+        raise ConfigurationError(f"context {CONTEXT_KEY}.stacks must name at least one stage")
+    configs = [_load_stack(str(stage), values) for stage, values in stacks.items()]
+    _refuse_collisions(configs)
+    return configs
+
+
+def _load_stack(stage: str, values: object) -> KeysetConfig:
+    where = f"{CONTEXT_KEY}.stacks.{stage}"
+    if not isinstance(values, Mapping):
+        raise ConfigurationError(f"{where} must be an object")
+    unknown = sorted(set(values) - _STACK_KEYS)
+    if unknown:
+        raise ConfigurationError(f"{where}: unknown setting(s): {', '.join(unknown)}")
+    keyset = _string(values, "keyset", where)
+    if not _KEYSET_PATTERN.match(keyset):
+        raise ConfigurationError(
+            f"{where}.keyset {keyset!r} must be 1-40 lower-case letters, digits or inner hyphens"
+        )
+    policy_values = values.get("policy", {})
+    if not isinstance(policy_values, Mapping):
+        raise ConfigurationError(f"{where}.policy must be an object")
+    try:
+        policy = RotationPolicy.from_mapping(policy_values)
+    except ConfigurationError as error:
+        # Same exception type and the lifecycle's own message, prefixed with where it came from.
+        raise type(error)(f"{where}.policy: {error}") from error
+    if policy.tick_interval % 60:
+        # EventBridge Scheduler's rate() counts whole minutes.
+        raise ConfigurationError(
+            f"{where}.policy.tick_interval must be a whole number of minutes,"
+            f" got {policy.tick_interval}"
+        )
+    default_ttl = values.get("default_ttl", min(300, policy.max_token_ttl))
+    if not isinstance(default_ttl, int) or isinstance(default_ttl, bool) or default_ttl <= 0:
+        raise ConfigurationError(f"{where}.default_ttl must be a positive integer")
+    if default_ttl > policy.max_token_ttl:
+        raise ConfigurationError(
+            f"{where}.default_ttl {default_ttl} exceeds policy.max_token_ttl {policy.max_token_ttl}"
+        )
+    principals = _principals(values.get("direct_invoke_principals", []), where)
+    return KeysetConfig(
+        stage=stage,
+        keyset=keyset,
+        issuer=_string(values, "issuer", where),
+        policy=policy,
+        default_ttl=default_ttl,
+        allowed_audiences=_strings(values.get("allowed_audiences"), f"{where}.allowed_audiences"),
+        allowed_subjects=_strings(values.get("allowed_subjects"), f"{where}.allowed_subjects"),
+        direct_invoke_principals=principals,
+        function_url_callers=_callers(values.get("function_url_callers", {}), where),
+        servicenow=_servicenow(values.get("servicenow"), where),
+        alarm_emails=_emails(values.get("alarm_emails", []), where),
+        custom_domain=_custom_domain(values.get("custom_domain"), where),
+        runbook_url=_optional_string(values, "runbook_url", where) or DEFAULT_RUNBOOK_URL,
+        account=_optional_string(values, "account", where),
+        region=_optional_string(values, "region", where),
+    )
+
+
+def _refuse_collisions(configs: Sequence[KeysetConfig]) -> None:
+    seen: dict[str, str] = {}
+    for config in configs:
+        for name in _physical_names(config):
+            if name in seen:
+                raise ConfigurationError(
+                    f"stages {seen[name]!r} and {config.stage!r} would both use {name!r}"
+                )
+            seen[name] = config.stage
+
+
+def _physical_names(config: KeysetConfig) -> list[str]:
+    # Names that leave the stack: two stages sharing one would clash in one account.
+    names = [f"keyset:{config.keyset}"]
+    if config.servicenow:
+        names.append(f"secret:{config.servicenow.secret_name}")
+    if config.custom_domain:
+        names.append(f"domain:{config.custom_domain.domain_name}")
+    return names
+
+
+def _string(values: Mapping[str, Any], key: str, where: str) -> str:
+    value = values.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"{where}.{key} must be a non-empty string")
+    return value
+
+
+def _optional_string(values: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = values.get(key)
+    if value is None:
+        return None
+    return _string(values, key, where)
+
+
+def _strings(value: object, where: str, *, allow_empty: bool = False) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise ConfigurationError(f"{where} must be a list of non-empty strings")
+    if not value and not allow_empty:
+        raise ConfigurationError(f"{where} must not be empty")
+    return tuple(value)
+
+
+def _principals(value: object, where: str) -> tuple[str, ...]:
+    principals = _strings(value, f"{where}.direct_invoke_principals", allow_empty=True)
+    for arn in principals:
+        _check_principal(arn, f"{where}.direct_invoke_principals")
+    return principals
+
+
+def _check_principal(arn: str, where: str) -> None:
+    if not _PRINCIPAL_PATTERN.match(arn):
+        raise ConfigurationError(f"{where}: {arn!r} is not an IAM or STS principal ARN")
+
+
+def _callers(value: object, where: str) -> dict[str, CallerRule]:
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{where}.function_url_callers must be an object")
+    callers: dict[str, CallerRule] = {}
+    for arn, rule in value.items():
+        rule_where = f"{where}.function_url_callers[{arn!r}]"
+        _check_principal(str(arn), rule_where)
+        if not isinstance(rule, Mapping) or set(rule) != {"subjects", "audiences"}:
+            raise ConfigurationError(
+                f"{rule_where} must be {{'subjects': [...], 'audiences': [...]}}"
+            )
+        callers[str(arn)] = CallerRule(
+            subjects=_strings(rule["subjects"], f"{rule_where}.subjects"),
+            audiences=_strings(rule["audiences"], f"{rule_where}.audiences"),
+        )
+    return callers
+
+
+def _servicenow(value: object, where: str) -> ServiceNowConfig | None:
+    if value is None:
+        return None
+    sn_where = f"{where}.servicenow"
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{sn_where} must be an object or null")
+    expected = {"instance", "secret_name", "client_id", "canary_subject"}
+    if set(value) != expected:
+        raise ConfigurationError(f"{sn_where} must have exactly: {', '.join(sorted(expected))}")
+    instance = _string(value, "instance", sn_where)
+    if not instance.startswith("https://"):
+        raise ConfigurationError(f"{sn_where}.instance must be an https:// URL")
+    return ServiceNowConfig(
+        instance=instance.rstrip("/"),
+        secret_name=_string(value, "secret_name", sn_where),
+        client_id=_string(value, "client_id", sn_where),
+        canary_subject=_string(value, "canary_subject", sn_where),
+    )
+
+
+def _emails(value: object, where: str) -> tuple[str, ...]:
+    emails = _strings(value, f"{where}.alarm_emails", allow_empty=True)
+    for email in emails:
+        if not _EMAIL_PATTERN.match(email):
+            raise ConfigurationError(f"{where}.alarm_emails: {email!r} is not an e-mail address")
+    return emails
+
+
+def _custom_domain(value: object, where: str) -> CustomDomain | None:
+    if value is None:
+        return None
+    cd_where = f"{where}.custom_domain"
+    if not isinstance(value, Mapping) or set(value) != {"domain_name", "certificate_arn"}:
+        raise ConfigurationError(f"{cd_where} must be {{'domain_name', 'certificate_arn'}} or null")
+    domain = _string(value, "domain_name", cd_where)
+    certificate = _string(value, "certificate_arn", cd_where)
+    if not _DOMAIN_PATTERN.match(domain):
+        raise ConfigurationError(f"{cd_where}.domain_name {domain!r} is not a host name")
+    if not _ACM_ARN_PATTERN.match(certificate):
+        # CloudFront only accepts certificates from ACM in us-east-1.
+        raise ConfigurationError(f"{cd_where}.certificate_arn must be an ACM ARN in us-east-1")
+    return CustomDomain(domain_name=domain, certificate_arn=certificate)

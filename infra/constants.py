@@ -1,0 +1,80 @@
+"""Names, runtime choices and alarm thresholds of the infrastructure: one place for each.
+
+Anything the functions also read (tag keys, alias prefixes, S3 prefixes, environment
+variable names, metric names) comes from the runtime package itself (`jwtkeys.names`,
+`jwtkeys.metrics_catalog`), so the two sides cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+
+PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
+CORE_PACKAGE_DIR: Final = PROJECT_ROOT / "layers" / "core" / "jwtkeys"
+DEPS_REQUIREMENTS: Final = PROJECT_ROOT / "layers" / "deps" / "requirements.txt"
+# Transitive pins (botocore, cffi, ...) for a reproducible dependency layer.
+CONSTRAINTS_FILE: Final = PROJECT_ROOT / "constraints.txt"
+FUNCTIONS_DIR: Final = PROJECT_ROOT / "functions"
+# Dependency-layer builds are cached here, one folder per requirements hash.
+BUILD_CACHE_DIR: Final = PROJECT_ROOT / "build" / "layers"
+
+CONTEXT_KEY: Final = "jwtkeys"
+STACK_NAME_PREFIX: Final = "jwtkeys-"
+
+# Development-only subpackages of jwtkeys that never ship in the Lambda layer.
+DEV_ONLY_SUBPACKAGES: Final = ("local", "bench", "cli")
+
+# Lambda defaults, stated once for every function.
+LAMBDA_RUNTIME: Final = lambda_.Runtime.PYTHON_3_14
+LAMBDA_ARCHITECTURE: Final = lambda_.Architecture.ARM_64
+# pip's platform tags for the runtime: cryptography's cffi wheels carry only the
+# manylinux2014 tag, its own wheels the newer manylinux_2_28 tag.
+LAYER_PIP_PLATFORMS: Final = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
+LOG_RETENTION: Final = logs.RetentionDays.THREE_MONTHS
+HANDLER: Final = "handler.lambda_handler"
+
+# The signer spends nearly all its time waiting on one KMS call; 512 MB buys enough CPU
+# for a quick cold import of cryptography without paying for idle memory. KMS retries
+# (standard mode, 3 attempts) fit well inside 10 s.
+SIGNER_MEMORY_MB: Final = 512
+SIGNER_TIMEOUT_SECONDS: Final = 10
+# The keeper creates keys, builds certificates and talks to ServiceNow: a tick may take
+# a while, but must end well before the next one (the lease would otherwise expire).
+KEEPER_MEMORY_MB: Final = 512
+KEEPER_TIMEOUT_SECONDS: Final = 120
+# One tick at a time: the lease already serialises ticks, this keeps them from queueing
+# up in parallel and throttling one another.
+KEEPER_RESERVED_CONCURRENCY: Final = 1
+KEEPER_ASYNC_RETRY_ATTEMPTS: Final = 2
+
+SIGNER_SERVICE_NAME: Final = "jwtkeys-signer"
+KEEPER_SERVICE_NAME: Final = "jwtkeys-keeper"
+TICK_EVENT: Final = {"action": "tick"}
+
+# Old JWKS versions are kept for forensics ("what did we publish then?"), not forever.
+NONCURRENT_VERSION_EXPIRATION_DAYS: Final = 90
+# The failed-tick queue holds messages for investigation; SQS allows at most 14 days.
+FAILURE_QUEUE_RETENTION_DAYS: Final = 14
+PUBLIC_PATH_PATTERN: Final = "/.well-known/*"
+
+# KMS CloudTrail events the tampering rule forwards to the keeper.
+KMS_CHANGE_EVENTS: Final = (
+    "PutKeyPolicy",
+    "CreateGrant",
+    "UpdateAlias",
+    "DisableKey",
+    "EnableKey",
+    "ScheduleKeyDeletion",
+    "CancelKeyDeletion",
+    "TagResource",
+    "UntagResource",
+)
+KMS_SIGN_EVENT: Final = "Sign"
+# `Sign` is a read-only management event: a rule in the plain ENABLED state never sees it.
+TAMPERING_RULE_STATE: Final = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
+
+DEFAULT_RUNBOOK_URL: Final = "docs/runbook.md"

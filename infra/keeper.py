@@ -1,0 +1,236 @@
+"""The keeper: the scheduled reconciler that rotates, publishes, syncs and audits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from aws_cdk import CfnOutput, Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as scheduler_targets
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from jwtkeys.names import (
+    ENV_BUCKET,
+    ENV_DISTRIBUTION_ID,
+    ENV_ISSUER,
+    ENV_KEEPER_ROLE_ARN,
+    ENV_KEYSET,
+    ENV_POLICY,
+    ENV_PUBLIC_BASE_URL,
+    ENV_SERVICENOW_CANARY_SUBJECT,
+    ENV_SERVICENOW_CLIENT_ID,
+    ENV_SERVICENOW_INSTANCE,
+    ENV_SERVICENOW_SECRET,
+    ENV_SIGNER_ROLE_ARN,
+    PUBLIC_PREFIX,
+    STATE_PREFIX,
+    alias_prefix,
+)
+
+from .config import KeysetConfig, ServiceNowConfig
+from .constants import (
+    FAILURE_QUEUE_RETENTION_DAYS,
+    KEEPER_ASYNC_RETRY_ATTEMPTS,
+    KEEPER_MEMORY_MB,
+    KEEPER_RESERVED_CONCURRENCY,
+    KEEPER_SERVICE_NAME,
+    KEEPER_TIMEOUT_SECONDS,
+    TICK_EVENT,
+)
+from .jwks_distribution import JwksDistribution
+from .kms_permissions import keeper_kms_statements
+from .lambda_defaults import FunctionSpec, execution_role, python_function
+from .nag import KMS_KEY_ARN_FINDING, acknowledge, logical_id
+
+KEEPER_SPEC = FunctionSpec(
+    code_folder="keeper",
+    service_name=KEEPER_SERVICE_NAME,
+    description="jwtkeys: rotates keys, publishes the JWKS, syncs ServiceNow, audits",
+    memory_mb=KEEPER_MEMORY_MB,
+    timeout_seconds=KEEPER_TIMEOUT_SECONDS,
+)
+
+
+class Keeper(Construct):
+    """Keeper function (one at a time), its schedule, failure queue and secret."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: KeysetConfig,
+        layers: Sequence[lambda_.ILayerVersion],
+        jwks: JwksDistribution,
+        signer_role: iam.IRole,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.role = execution_role(self, "Role", f"jwtkeys {config.keyset}: keeper")
+        for statement in keeper_kms_statements(config.keyset, config.policy):
+            self.role.add_to_policy(statement)
+        self._grant_bucket_prefixes(jwks)
+        jwks.distribution.grant_create_invalidation(self.role)
+        self.secret = (
+            self._servicenow_secret(config.keyset, config.servicenow) if config.servicenow else None
+        )
+        environment = {
+            ENV_KEYSET: config.keyset,
+            ENV_ISSUER: config.issuer,
+            ENV_POLICY: json.dumps(config.policy.to_mapping(), sort_keys=True),
+            ENV_BUCKET: jwks.bucket.bucket_name,
+            ENV_PUBLIC_BASE_URL: jwks.public_base_url,
+            ENV_DISTRIBUTION_ID: jwks.distribution.distribution_id,
+            ENV_SIGNER_ROLE_ARN: signer_role.role_arn,
+            ENV_KEEPER_ROLE_ARN: self.role.role_arn,
+        }
+        if config.servicenow and self.secret:
+            environment |= {
+                ENV_SERVICENOW_INSTANCE: config.servicenow.instance,
+                ENV_SERVICENOW_SECRET: self.secret.secret_arn,
+                ENV_SERVICENOW_CLIENT_ID: config.servicenow.client_id,
+                ENV_SERVICENOW_CANARY_SUBJECT: config.servicenow.canary_subject,
+            }
+        self.function = python_function(
+            self,
+            KEEPER_SPEC,
+            role=self.role,
+            layers=layers,
+            environment=environment,
+            reserved_concurrency=KEEPER_RESERVED_CONCURRENCY,
+        )
+        self.failure_queue = self._failure_queue()
+        self.function.configure_async_invoke(
+            on_failure=destinations.SqsDestination(self.failure_queue),
+            retry_attempts=KEEPER_ASYNC_RETRY_ATTEMPTS,
+            # A tick older than one interval is superseded by the next one anyway.
+            max_event_age=Duration.seconds(max(60, config.policy.tick_interval)),
+        )
+        self.schedule = self._tick_schedule(config.policy.tick_interval)
+        self._acknowledge_findings(config.keyset, jwks)
+        CfnOutput(self, "FunctionName", value=self.function.function_name)
+        CfnOutput(self, "FailureQueueUrl", value=self.failure_queue.queue_url)
+
+    def _grant_bucket_prefixes(self, jwks: JwksDistribution) -> None:
+        prefixes = (PUBLIC_PREFIX, STATE_PREFIX)
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadWriteOwnPrefixes",
+                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                resources=[jwks.bucket.arn_for_objects(f"{prefix}*") for prefix in prefixes],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListOwnPrefixes",
+                actions=["s3:ListBucket"],
+                resources=[jwks.bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}},
+            )
+        )
+
+    def _servicenow_secret(
+        self, keyset: str, servicenow: ServiceNowConfig
+    ) -> secretsmanager.Secret:
+        secret = secretsmanager.Secret(
+            self,
+            "ServiceNowSecret",
+            secret_name=servicenow.secret_name,
+            description=f"jwtkeys {keyset}: ServiceNow credentials the keeper uses",
+        )
+        secret.grant_read(self.role)
+        # Readable by the keeper alone: even administrators can only replace the value.
+        secret.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyTheKeeperReads",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["secretsmanager:GetSecretValue"],
+                resources=["*"],
+                conditions={"StringNotEquals": {"aws:PrincipalArn": self.role.role_arn}},
+            )
+        )
+        acknowledge(
+            secret,
+            "AwsSolutions-SMG4",
+            "The value is a ServiceNow credential issued by the instance; it is rotated"
+            " there by its owner and put here with put-secret-value (docs/runbook.md).",
+        )
+        return secret
+
+    def _failure_queue(self) -> sqs.Queue:
+        queue = sqs.Queue(
+            self,
+            "FailedTicks",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(FAILURE_QUEUE_RETENTION_DAYS),
+        )
+        acknowledge(
+            queue,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter destination of failed keeper invocations.",
+        )
+        return queue
+
+    def _tick_schedule(self, tick_interval: int) -> scheduler.Schedule:
+        # Our own role, next to the schedule, instead of one CDK would create per stack.
+        role = iam.Role(
+            self,
+            "SchedulerRole",
+            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
+            description="EventBridge Scheduler: invoke the jwtkeys keeper",
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::<{logical_id(self.function)}.Arn>:*]",
+            "CDK's Lambda grant names the function and its versions; nothing else.",
+        )
+        return scheduler.Schedule(
+            self,
+            "Tick",
+            description="jwtkeys keeper tick: reconcile keys, JWKS and ServiceNow",
+            schedule=scheduler.ScheduleExpression.rate(Duration.minutes(tick_interval // 60)),
+            target=scheduler_targets.LambdaInvoke(
+                self.function,
+                input=scheduler.ScheduleTargetInput.from_object(TICK_EVENT),
+                # A missed tick is not retried: the next one does the same work.
+                retry_attempts=0,
+                max_event_age=Duration.seconds(max(60, tick_interval)),
+                dead_letter_queue=self.failure_queue,
+                role=role,
+            ),
+        )
+
+    def _acknowledge_findings(self, keyset: str, jwks: JwksDistribution) -> None:
+        role = self.role
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "kms:CreateKey (bound by aws:RequestTag, aws:TagKeys and the key spec), the"
+            " listing calls and X-Ray accept only '*'.",
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::{KMS_KEY_ARN_FINDING}]",
+            "Keys are created at run time; every statement on key/* carries the"
+            " aws:ResourceTag/jwtkeys:keyset (or aws:RequestTag) condition of this keyset.",
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:kms:<AWS::Region>:"
+            f"<AWS::AccountId>:{alias_prefix(keyset)}*]",
+            "Aliases under the keyset's own prefix only: the keeper creates and moves them.",
+        )
+        bucket = logical_id(jwks.bucket)
+        for prefix in (PUBLIC_PREFIX, STATE_PREFIX):
+            acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/{prefix}*]",
+                f"Objects under {prefix} only: the keeper owns that prefix's documents.",
+            )

@@ -1,0 +1,170 @@
+"""The least-privilege IAM statements of the signer and the keeper.
+
+Every sensitive KMS action is bound to the keyset: existing keys by their
+`jwtkeys:keyset` tag (aws:ResourceTag), new keys by the tags in the request
+(aws:RequestTag, aws:TagKeys), aliases by their `alias/jwtkeys/<keyset>/` prefix.
+Only the listing calls that IAM cannot scope (kms:ListAliases, kms:ListKeys,
+tag:GetResources) are on `*`.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Aws
+from aws_cdk import aws_iam as iam
+
+from jwtkeys.names import TAG_KEYSET, TAG_PREFIX, alias_prefix
+from jwtkeys.rotation_policy import MAX_DELETION_WINDOW_DAYS, RotationPolicy
+
+_RESOURCE_TAG = f"aws:ResourceTag/{TAG_KEYSET}"
+_REQUEST_TAG = f"aws:RequestTag/{TAG_KEYSET}"
+_OWN_TAG_KEYS = f"{TAG_PREFIX}*"
+# Reads a signer or keeper makes on its own keys.
+_KEY_READS = ("kms:DescribeKey", "kms:GetPublicKey", "kms:ListResourceTags")
+
+
+def key_arns() -> str:
+    """Every KMS key of this account and region: narrowed by tag conditions, never alone."""
+    return f"arn:{Aws.PARTITION}:kms:{Aws.REGION}:{Aws.ACCOUNT_ID}:key/*"
+
+
+def alias_arns(keyset: str) -> str:
+    """The keyset's own aliases, and no one else's."""
+    return f"arn:{Aws.PARTITION}:kms:{Aws.REGION}:{Aws.ACCOUNT_ID}:{alias_prefix(keyset)}*"
+
+
+def _own_keys(keyset: str) -> dict[str, dict[str, str]]:
+    return {"StringEquals": {_RESOURCE_TAG: keyset}}
+
+
+def _sign_statement(keyset: str, policy: RotationPolicy, sid: str) -> iam.PolicyStatement:
+    return iam.PolicyStatement(
+        sid=sid,
+        actions=["kms:Sign"],
+        resources=[key_arns()],
+        conditions={
+            "StringEquals": {
+                _RESOURCE_TAG: keyset,
+                # The same restriction the key policy carries (design.md): one algorithm,
+                # and digests only.
+                "kms:SigningAlgorithm": policy.signing_algorithm.kms_algorithm,
+                "kms:MessageType": "DIGEST",
+            }
+        },
+    )
+
+
+def signer_statements(keyset: str, policy: RotationPolicy) -> list[iam.PolicyStatement]:
+    """The signer signs with, and reads, its keyset's keys; nothing else in KMS."""
+    return [
+        _sign_statement(keyset, policy, "SignWithKeysetKeys"),
+        iam.PolicyStatement(
+            sid="ReadKeysetKeys",
+            actions=list(_KEY_READS),
+            resources=[key_arns()],
+            conditions=_own_keys(keyset),
+        ),
+    ]
+
+
+def keeper_kms_statements(keyset: str, policy: RotationPolicy) -> list[iam.PolicyStatement]:
+    """Create, tag, alias, disable and delete only the keyset's keys."""
+    tag_keys_own = {"aws:TagKeys": [_OWN_TAG_KEYS]}
+    return [
+        iam.PolicyStatement(
+            sid="CreateKeysetKeys",
+            actions=["kms:CreateKey"],
+            # CreateKey has no resource to name; the request's tags and key shape bind it.
+            resources=["*"],
+            conditions={
+                "StringEquals": {
+                    _REQUEST_TAG: keyset,
+                    "kms:KeySpec": policy.key_spec,
+                    "kms:KeyUsage": "SIGN_VERIFY",
+                    "kms:KeyOrigin": "AWS_KMS",
+                },
+                "ForAllValues:StringLike": tag_keys_own,
+            },
+        ),
+        iam.PolicyStatement(
+            # Tags given in CreateKey need kms:TagResource too; the key has no tags yet,
+            # so this binds the request's tags and only keys that carry no keyset tag.
+            sid="TagNewKeysetKeys",
+            actions=["kms:TagResource"],
+            resources=[key_arns()],
+            conditions={
+                "StringEquals": {_REQUEST_TAG: keyset},
+                "ForAllValues:StringLike": tag_keys_own,
+                "Null": {_RESOURCE_TAG: "true"},
+            },
+        ),
+        iam.PolicyStatement(
+            sid="TagKeysetKeys",
+            actions=["kms:TagResource"],
+            resources=[key_arns()],
+            conditions={
+                "StringEquals": _own_keys(keyset)["StringEquals"],
+                "ForAllValues:StringLike": tag_keys_own,
+                # A key may never be moved to another keyset.
+                "StringEqualsIfExists": {_REQUEST_TAG: keyset},
+            },
+        ),
+        iam.PolicyStatement(
+            sid="UntagKeysetKeys",
+            actions=["kms:UntagResource"],
+            resources=[key_arns()],
+            conditions={
+                "StringEquals": _own_keys(keyset)["StringEquals"],
+                "ForAllValues:StringLike": tag_keys_own,
+                # Removing the keyset tag would orphan the key (invariant I4).
+                "ForAllValues:StringNotEquals": {"aws:TagKeys": [TAG_KEYSET]},
+            },
+        ),
+        iam.PolicyStatement(
+            sid="ManageKeysetAliases",
+            actions=["kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"],
+            resources=[alias_arns(keyset)],
+        ),
+        iam.PolicyStatement(
+            # Alias calls are authorised on the alias and on the key it names.
+            sid="PointAliasesAtKeysetKeys",
+            actions=["kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"],
+            resources=[key_arns()],
+            conditions=_own_keys(keyset),
+        ),
+        iam.PolicyStatement(
+            sid="DisableKeysetKeys",
+            actions=["kms:DisableKey"],
+            resources=[key_arns()],
+            conditions=_own_keys(keyset),
+        ),
+        iam.PolicyStatement(
+            sid="ScheduleKeysetKeyDeletion",
+            actions=["kms:ScheduleKeyDeletion"],
+            resources=[key_arns()],
+            conditions={
+                **_own_keys(keyset),
+                # Never a shorter window than configured: the window is the last chance
+                # to cancel a mistaken retirement.
+                "NumericGreaterThanEquals": {
+                    "kms:ScheduleKeyDeletionPendingWindowInDays": policy.deletion_window_days
+                },
+                "NumericLessThanEquals": {
+                    "kms:ScheduleKeyDeletionPendingWindowInDays": MAX_DELETION_WINDOW_DAYS
+                },
+            },
+        ),
+        # The keeper signs too: the canary token and the self-signed certificates.
+        _sign_statement(keyset, policy, "SignCanaryAndCertificates"),
+        iam.PolicyStatement(
+            sid="ReadKeysetKeys",
+            actions=[*_KEY_READS, "kms:GetKeyPolicy"],
+            resources=[key_arns()],
+            conditions=_own_keys(keyset),
+        ),
+        iam.PolicyStatement(
+            # Listing calls IAM cannot scope to a resource; they reveal no key material.
+            sid="ListKeysAndAliases",
+            actions=["kms:ListAliases", "kms:ListKeys", "tag:GetResources"],
+            resources=["*"],
+        ),
+    ]

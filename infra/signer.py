@@ -1,0 +1,119 @@
+"""The signing function: its role, its Function URL, and who may invoke it how."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from aws_cdk import CfnOutput
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from jwtkeys.names import (
+    ENV_ALLOWED_AUDIENCES,
+    ENV_ALLOWED_SUBJECTS,
+    ENV_CALLER_RULES,
+    ENV_DEFAULT_TTL,
+    ENV_ISSUER,
+    ENV_KEYSET,
+    ENV_POLICY,
+)
+
+from .config import KeysetConfig
+from .constants import SIGNER_MEMORY_MB, SIGNER_SERVICE_NAME, SIGNER_TIMEOUT_SECONDS
+from .kms_permissions import signer_statements
+from .lambda_defaults import FunctionSpec, execution_role, python_function
+from .nag import KMS_KEY_ARN_FINDING, acknowledge
+
+SIGNER_SPEC = FunctionSpec(
+    code_folder="sign",
+    service_name=SIGNER_SERVICE_NAME,
+    description="jwtkeys: signs JWTs with the keyset's current KMS key",
+    memory_mb=SIGNER_MEMORY_MB,
+    timeout_seconds=SIGNER_TIMEOUT_SECONDS,
+)
+
+
+class Signer(Construct):
+    """Signing function with an AWS_IAM Function URL; callers granted per config."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: KeysetConfig,
+        layers: Sequence[lambda_.ILayerVersion],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.role = execution_role(self, "Role", f"jwtkeys {config.keyset}: signing function")
+        for statement in signer_statements(config.keyset, config.policy):
+            self.role.add_to_policy(statement)
+        self.function = python_function(
+            self,
+            SIGNER_SPEC,
+            role=self.role,
+            layers=layers,
+            environment=_environment(config),
+        )
+        self.url = self.function.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
+        self._grant_direct_invoke(config.direct_invoke_principals)
+        self._grant_function_url(sorted(config.function_url_callers))
+        self._acknowledge_findings()
+        CfnOutput(self, "FunctionName", value=self.function.function_name)
+        CfnOutput(self, "FunctionUrl", value=self.url.url)
+
+    def _grant_direct_invoke(self, principals: Sequence[str]) -> None:
+        # A direct invoke carries no caller identity: only the keyset-wide allowlists
+        # apply, so only trusted principals get it.
+        for index, arn in enumerate(principals):
+            self.function.add_permission(
+                f"DirectInvoke{index}",
+                principal=iam.ArnPrincipal(arn),
+                action="lambda:InvokeFunction",
+            )
+
+    def _grant_function_url(self, callers: Sequence[str]) -> None:
+        # Both permissions are needed to call a Function URL; the InvokeFunction one
+        # holds only through the URL, so a caller cannot skip its per-caller rules by
+        # invoking the function directly.
+        for index, arn in enumerate(callers):
+            self.function.add_permission(
+                f"UrlInvoke{index}",
+                principal=iam.ArnPrincipal(arn),
+                action="lambda:InvokeFunctionUrl",
+                function_url_auth_type=lambda_.FunctionUrlAuthType.AWS_IAM,
+            )
+            self.function.add_permission(
+                f"UrlInvokeFunction{index}",
+                principal=iam.ArnPrincipal(arn),
+                action="lambda:InvokeFunction",
+                invoked_via_function_url=True,
+            )
+
+    def _acknowledge_findings(self) -> None:
+        role = self.role
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray's PutTraceSegments and PutTelemetryRecords accept only '*'.",
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::{KMS_KEY_ARN_FINDING}]",
+            "Keys are created at run time by the keeper; every statement on key/* carries"
+            " the aws:ResourceTag/jwtkeys:keyset condition binding it to this keyset.",
+        )
+
+
+def _environment(config: KeysetConfig) -> dict[str, str]:
+    return {
+        ENV_KEYSET: config.keyset,
+        ENV_ISSUER: config.issuer,
+        ENV_POLICY: json.dumps(config.policy.to_mapping(), sort_keys=True),
+        ENV_ALLOWED_AUDIENCES: json.dumps(list(config.allowed_audiences)),
+        ENV_ALLOWED_SUBJECTS: json.dumps(list(config.allowed_subjects)),
+        ENV_DEFAULT_TTL: str(config.default_ttl),
+        ENV_CALLER_RULES: json.dumps(config.caller_rules_mapping(), sort_keys=True),
+    }

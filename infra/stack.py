@@ -1,0 +1,61 @@
+"""One stack per keyset: it only composes the constructs, each owning one concern."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import App, CfnOutput, Environment, Stack, Tags
+from constructs import Construct
+
+from jwtkeys.names import TAG_KEYSET
+
+from .config import KeysetConfig, load_stacks
+from .constants import CONTEXT_KEY
+from .jwks_distribution import JwksDistribution
+from .keeper import Keeper
+from .layers import Layers
+from .nag import add_nag_checks
+from .signer import Signer
+
+
+class KeysetStack(Stack):
+    """Everything one keyset needs on AWS: JWKS home, signer, keeper, monitoring."""
+
+    def __init__(self, scope: Construct, config: KeysetConfig, **kwargs: Any) -> None:
+        super().__init__(
+            scope,
+            config.stack_name,
+            stack_name=config.stack_name,
+            description=f"jwtkeys keyset {config.keyset} ({config.stage})",
+            env=Environment(account=config.account, region=config.region),
+            **kwargs,
+        )
+        self.config = config
+        Tags.of(self).add(TAG_KEYSET, config.keyset)
+        layers = Layers(self, "Layers")
+        self.jwks = JwksDistribution(
+            self,
+            "Jwks",
+            jwks_max_age=config.policy.jwks_max_age,
+            custom_domain=config.custom_domain,
+        )
+        self.signer = Signer(self, "Signer", config=config, layers=layers.all)
+        self.keeper = Keeper(
+            self,
+            "Keeper",
+            config=config,
+            layers=layers.all,
+            jwks=self.jwks,
+            signer_role=self.signer.role,
+        )
+        CfnOutput(self, "JwksUrl", value=f"{self.jwks.public_base_url}/.well-known/jwks.json")
+        CfnOutput(self, "BucketName", value=self.jwks.bucket.bucket_name)
+        CfnOutput(self, "DistributionId", value=self.jwks.distribution.distribution_id)
+
+
+def build_app(app: App) -> list[KeysetStack]:
+    """Add one stack per configured keyset, and cdk-nag, to `app`."""
+    configs = load_stacks(app.node.try_get_context(CONTEXT_KEY))
+    stacks = [KeysetStack(app, config) for config in configs]
+    add_nag_checks(app)
+    return stacks
