@@ -11,6 +11,7 @@ Fixtures:
 - `servicenow_integration_auth` (function): `(user, password)` of an integration user
   holding the smallest role set that writes trust records (`certificate_admin`,
   `oauth_admin`).
+- `servicenow_api` (function): `servicenow_http` authenticated as that user.
 
 `REQUESTS_CA_BUNDLE` (set in this environment) overrides a session's `verify` in
 requests, so `servicenow_http` turns `trust_env` off; clients that keep `trust_env`
@@ -194,3 +195,12 @@ def servicenow_integration_auth(servicenow: ServiceNowEmulator) -> tuple[str, st
     user, password = INTEGRATION_USER
     servicenow.add_user(user, roles=INTEGRATION_ROLES, password=password)
     return user, password
+
+
+@pytest.fixture
+def servicenow_api(
+    servicenow_http: requests.Session, servicenow_integration_auth: tuple[str, str]
+) -> requests.Session:
+    """`servicenow_http` with Basic auth as the integration user."""
+    servicenow_http.auth = servicenow_integration_auth
+    return servicenow_http

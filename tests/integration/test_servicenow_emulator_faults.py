@@ -12,13 +12,9 @@ pytest_plugins = ["tests.servicenow_fixtures"]
 
 
 @pytest.fixture
-def api(
-    servicenow: ServiceNowEmulator,
-    servicenow_http: requests.Session,
-    servicenow_integration_auth: tuple[str, str],
-) -> requests.Session:
-    servicenow_http.auth = servicenow_integration_auth
-    return servicenow_http
+def api(servicenow_api: requests.Session) -> requests.Session:
+    """A session authenticated as the integration user."""
+    return servicenow_api
 
 
 def users(servicenow: ServiceNowEmulator) -> str:

@@ -39,14 +39,9 @@ def acl_failure(operation: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def api(
-    servicenow: ServiceNowEmulator,
-    servicenow_http: requests.Session,
-    servicenow_integration_auth: tuple[str, str],
-) -> requests.Session:
+def api(servicenow_api: requests.Session) -> requests.Session:
     """A session authenticated as the integration user."""
-    servicenow_http.auth = servicenow_integration_auth
-    return servicenow_http
+    return servicenow_api
 
 
 def table(servicenow: ServiceNowEmulator, name: str, version: str = "") -> str:

@@ -305,24 +305,24 @@ def test_refuses_admin_subject(
     assert_refused(response, servicenow, "Grant access to admin is not allowed")
 
 
-def test_refuses_unknown_client(
-    servicenow: ServiceNowEmulator, servicenow_http: requests.Session, subject: str
+@pytest.mark.parametrize(
+    ("credentials", "reason"),
+    [
+        ({"client_id": "stranger"}, "no oauth_jwt application has client_id 'stranger'"),
+        ({"client_secret": "guess"}, "client_secret does not match"),
+    ],
+    ids=["unknown-client", "bad-secret"],
+)
+def test_refuses_unknown_client_and_bad_secret(
+    servicenow: ServiceNowEmulator,
+    servicenow_http: requests.Session,
+    subject: str,
+    credentials: dict[str, str],
+    reason: str,
 ) -> None:
     trusted = trust_key(servicenow)
-    response = exchange(
-        servicenow_http, servicenow, token_for(trusted, servicenow), client_id="stranger"
-    )
-    assert_refused(response, servicenow, "no oauth_jwt application has client_id 'stranger'")
-
-
-def test_refuses_bad_secret(
-    servicenow: ServiceNowEmulator, servicenow_http: requests.Session, subject: str
-) -> None:
-    trusted = trust_key(servicenow)
-    response = exchange(
-        servicenow_http, servicenow, token_for(trusted, servicenow), client_secret="guess"
-    )
-    assert_refused(response, servicenow, "client_secret does not match")
+    response = exchange(servicenow_http, servicenow, token_for(trusted, servicenow), **credentials)
+    assert_refused(response, servicenow, reason)
 
 
 def test_refuses_inactive_app(

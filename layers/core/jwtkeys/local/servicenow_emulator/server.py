@@ -16,7 +16,7 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -446,48 +446,56 @@ class _TableCall:
         return _json(200, {"result": self._render(row)})
 
     def insert(self) -> Response:
-        if not self.principal.may_write(self.schema):
-            return _error(
-                403, "Operation Failed", "ACL Exception Insert Failed due to security constraints"
-            )
-        values = self._body()
-        if isinstance(values, Response):
-            return values
-        try:
-            row = self.store.insert(self.table, values, by=self.principal.user_name)
-        except RecordRejected as rejected:
-            return _error(403, "Operation Failed", rejected.detail)
-        location = f"{self._prefix()}/{row['sys_id']}"
-        return _json(201, {"result": self._render(row)}, {"Location": location})
+        refused = self._refuse_write("Insert")
+        if refused is not None:
+            return refused
+        return self._write(
+            lambda values: self.store.insert(self.table, values, by=self.principal.user_name),
+            status=201,
+        )
 
     def update(self, sys_id: str) -> Response:
-        if self.store.get(self.table, sys_id) is None or not self.principal.may_read(self.schema):
+        refused = self._refuse_write("Update", sys_id)
+        if refused is not None:
+            return refused
+        return self._write(
+            lambda values: self.store.update(
+                self.table, sys_id, values, by=self.principal.user_name
+            ),
+            status=200,
+        )
+
+    def delete(self, sys_id: str) -> Response:
+        refused = self._refuse_write("Delete", sys_id)
+        if refused is not None:
+            return refused
+        if not self.store.delete(self.table, sys_id):
+            return _error(404, *_NO_RECORD)
+        return Response(status=204)
+
+    def _refuse_write(self, operation: str, sys_id: str | None = None) -> Response | None:
+        # A record the caller cannot see is missing to them (404) before it is forbidden.
+        if sys_id is not None and (
+            self.store.get(self.table, sys_id) is None or not self.principal.may_read(self.schema)
+        ):
             return _error(404, *_NO_RECORD)
         if not self.principal.may_write(self.schema):
-            return _error(
-                403, "Operation Failed", "ACL Exception Update Failed due to security constraints"
-            )
+            detail = f"ACL Exception {operation} Failed due to security constraints"
+            return _error(403, "Operation Failed", detail)
+        return None
+
+    def _write(self, apply: Callable[[dict[str, object]], Row], *, status: int) -> Response:
         values = self._body()
         if isinstance(values, Response):
             return values
         try:
-            row = self.store.update(self.table, sys_id, values, by=self.principal.user_name)
+            row = apply(values)
         except KeyError:
             return _error(404, *_NO_RECORD)  # deleted by a concurrent request
         except RecordRejected as rejected:
             return _error(403, "Operation Failed", rejected.detail)
-        return _json(200, {"result": self._render(row)})
-
-    def delete(self, sys_id: str) -> Response:
-        if self.store.get(self.table, sys_id) is None or not self.principal.may_read(self.schema):
-            return _error(404, *_NO_RECORD)
-        if not self.principal.may_write(self.schema):
-            return _error(
-                403, "Operation Failed", "ACL Exception Delete Failed due to security constraints"
-            )
-        if not self.store.delete(self.table, sys_id):
-            return _error(404, *_NO_RECORD)
-        return Response(status=204)
+        headers = {"Location": f"{self._prefix()}/{row['sys_id']}"} if status == 201 else {}
+        return _json(status, {"result": self._render(row)}, headers)
 
     def _body(self) -> dict[str, object] | Response:
         try:
