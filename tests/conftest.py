@@ -1,0 +1,7 @@
+"""Shared fixtures: the local AWS endpoint, the ServiceNow emulator and a local keyset."""
+
+pytest_plugins = [
+    "tests.local_aws_fixtures",
+    "tests.servicenow_fixtures",
+    "tests.stack_fixtures",
+]
