@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Any
 
 import pytest
 import requests
@@ -23,11 +24,11 @@ from jwtkeys.timestamps import from_iso
 from ..stack_fixtures import FAST_POLICY
 
 
-def _tick(keeper: KeeperService, action: dict[str, object] | None = None) -> dict[str, object]:
+def _tick(keeper: KeeperService, action: dict[str, Any] | None = None) -> dict[str, Any]:
     return keeper.handle(action or {"action": "tick"})
 
 
-def _sign(stack: LocalStack, ledger: list[IssuedRecord], ttl: int = 3600) -> dict[str, object]:
+def _sign(stack: LocalStack, ledger: list[IssuedRecord], ttl: int = 3600) -> dict[str, Any]:
     response = stack.sign_service().handle(
         {"subject": "svc-orders", "audience": "client-test", "ttl_seconds": ttl}
     )
@@ -55,11 +56,11 @@ def _state_of(stack: LocalStack, kid: str) -> str:
 def test_bootstrap_publishes_then_activates_and_keeps_a_standby(stack: LocalStack) -> None:
     keeper = stack.keeper_service()
     summary = _tick(keeper)
-    assert len(summary["created"]) == 2  # type: ignore[arg-type]
-    assert summary["promoted"] == [summary["created"][0]]  # type: ignore[index]
-    assert summary["current_kid"] == summary["created"][0]  # type: ignore[index]
-    assert summary["next_kid"] == summary["created"][1]  # type: ignore[index]
-    assert served_kids(stack) == set(summary["created"])  # type: ignore[arg-type]
+    assert len(summary["created"]) == 2
+    assert summary["promoted"] == [summary["created"][0]]
+    assert summary["current_kid"] == summary["created"][0]
+    assert summary["next_kid"] == summary["created"][1]
+    assert served_kids(stack) == set(summary["created"])
     check_invariants(stack)
     # The served document is the deterministic one, with the right cache headers.
     response = requests.get(stack.jwks_url, timeout=5)
@@ -137,10 +138,10 @@ def test_rotate_waits_for_the_prepublish_window_unless_forced(
     first = _tick(keeper)
     refused = _tick(keeper, {"action": "rotate"})
     assert refused["promoted"] == []
-    assert any("prepublish" in warning for warning in refused["warnings"])  # type: ignore[union-attr]
+    assert any("prepublish" in warning for warning in refused["warnings"])
     forced = _tick(keeper, {"action": "rotate", "force": True})
     assert forced["promoted"] == [first["next_kid"]]
-    assert any("forced" in warning for warning in forced["warnings"])  # type: ignore[union-attr]
+    assert any("forced" in warning for warning in forced["warnings"])
     check_invariants(stack)
     clock.advance(FAST_POLICY.prepublish_window)
     on_time = _tick(keeper, {"action": "rotate"})
@@ -169,7 +170,7 @@ def test_revoke_removes_disables_and_replaces(
     assert revoked["revoked"] == [kid]
     assert kid not in served_kids(stack)
     assert _state_of(stack, kid) == "revoked"
-    assert any("2 x jwks_max_age" in warning for warning in revoked["warnings"])  # type: ignore[union-attr]
+    assert any("2 x jwks_max_age" in warning for warning in revoked["warnings"])
     arn = next(arn for arn, tags in keyset_keys(stack).items() if tags[names.TAG_KID] == kid)
     assert stack.kms.describe_key(KeyId=arn)["KeyMetadata"]["KeyState"] != "Enabled"
     if which == "current":
@@ -187,7 +188,7 @@ def test_revoke_of_an_unknown_kid_changes_nothing(stack: LocalStack) -> None:
     keeper = stack.keeper_service()
     _tick(keeper)
     before = keyset_keys(stack)
-    with pytest.raises(InvalidRequest, match="unknown_kid|no active key"):
+    with pytest.raises(InvalidRequest, match="no active key"):
         _tick(keeper, {"action": "revoke", "kid": "nope"})
     assert keyset_keys(stack) == before
 
@@ -199,7 +200,7 @@ def test_decommission_needs_the_keyset_name_and_removes_everything(stack: LocalS
         _tick(keeper, {"action": "decommission", "confirm": "prod"})
     assert len(served_kids(stack)) == 2
     summary = _tick(keeper, {"action": "decommission", "confirm": "test"})
-    assert len(summary["retired"]) == 2  # type: ignore[arg-type]
+    assert len(summary["retired"]) == 2
     assert served_kids(stack) == set()
     for tags in keyset_keys(stack).values():
         assert tags["kms:state"] == "PendingDeletion"
@@ -221,7 +222,7 @@ def test_a_promotion_cut_short_is_finished_by_the_next_tick(
     )
     stack.kms.update_alias(AliasName=names.current_alias("test"), TargetKeyId=next_arn)
     summary = _tick(keeper)
-    assert first["next_kid"] in summary["promoted"]  # type: ignore[operator]
+    assert first["next_kid"] in summary["promoted"]
     assert _state_of(stack, str(first["next_kid"])) == "current"
     assert _state_of(stack, str(first["current_kid"])) == "previous"
     check_invariants(stack)
@@ -267,7 +268,7 @@ def test_a_lost_create_key_response_is_adopted_not_duplicated(stack: LocalStack)
 
 def test_two_ticks_at_once_create_one_key_set(stack: LocalStack) -> None:
     keepers = [stack.keeper_service(), stack.keeper_service()]
-    results: list[dict[str, object]] = []
+    results: list[dict[str, Any]] = []
     errors: list[BaseException] = []
 
     def run(keeper: KeeperService) -> None:
@@ -282,7 +283,7 @@ def test_two_ticks_at_once_create_one_key_set(stack: LocalStack) -> None:
     for thread in threads:
         thread.join()
     assert not errors
-    assert sum(len(result["created"]) for result in results) == 2  # type: ignore[arg-type]
+    assert sum(len(result["created"]) for result in results) == 2
     assert (
         any(str(result.get("skipped", "")).startswith("lease held") for result in results)
         or len(results) == 2
