@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from jwtkeys.local.servicenow_emulator.encoded_query import Condition, Ordering, parse
 
@@ -84,3 +86,22 @@ def test_unreadable_terms_are_ignored_not_errors() -> None:
 
 def test_dot_walked_fields_parse() -> None:
     assert parse("oauth_jwt.name=app").fields() == {"oauth_jwt.name"}
+
+
+_values = st.sampled_from(["a", "b", "ab", "", "10", "9"])
+_rows = st.lists(st.fixed_dictionaries({"kid": _values, "note": _values}), max_size=6)
+
+
+@given(rows=_rows, first=_values, second=_values)
+def test_or_is_union_and_caret_is_intersection(
+    rows: list[dict[str, str]], first: str, second: str
+) -> None:
+    def ids(query: str) -> set[int]:
+        parsed = parse(query)
+        return {i for i, row in enumerate(rows) if parsed.matches(row.get)}
+
+    left, right = f"kid={first}", f"noteLIKE{second}"
+    assert ids(f"{left}^OR{right}") == ids(left) | ids(right)
+    assert ids(f"{left}^{right}") == ids(left) & ids(right)
+    assert ids(f"{left}^NQ{right}") == ids(left) | ids(right)
+    assert ids(f"kid!={first}") == set(range(len(rows))) - ids(left)

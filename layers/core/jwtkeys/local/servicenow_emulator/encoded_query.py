@@ -16,10 +16,11 @@ collation): `name=Foo` also finds `foo`.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 # Longest operators first: `NOT LIKE` before `LIKE`, `!=` before `=`, `ISNOTEMPTY` before
 # `ISEMPTY`. Field names on an instance are lower case, which keeps an upper-case
@@ -95,19 +96,21 @@ def _split_list(value: str) -> set[str]:
     return {item.strip() for item in value.split(",")}
 
 
+_ORDER_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    ">": operator.gt,
+    "<": operator.lt,
+    ">=": operator.ge,
+    "<=": operator.le,
+}
+
+
 def _compare(op: str, actual: str, expected: str) -> bool:
     # Numbers compare as numbers; everything else (dates are `YYYY-MM-DD HH:MM:SS`,
     # which sorts correctly as text) compares as text.
     left, right = _sort_key(actual), _sort_key(expected)
     if left[0] != right[0]:
         return False  # a number and a text never compare
-    if op == ">":
-        return left > right
-    if op == "<":
-        return left < right
-    if op == ">=":
-        return left >= right
-    return left <= right
+    return _ORDER_COMPARISONS[op](left, right)
 
 
 @dataclass(frozen=True)
