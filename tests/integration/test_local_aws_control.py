@@ -100,6 +100,17 @@ def test_operations_of_every_protocol_are_named(local_aws: LocalAws, s3: S3Clien
     local_aws.client("cloudwatch").put_metric_data(
         Namespace="jwtkeys", MetricData=[{"MetricName": "Probe", "Value": 1.0}]
     )
+    # Named from the request alone, whatever moto answers (no such function/distribution).
+    with pytest.raises(ClientError):
+        local_aws.client("lambda", config=no_retries()).invoke(FunctionName="missing")
+    with pytest.raises(ClientError):
+        local_aws.client("cloudfront", config=no_retries()).create_invalidation(
+            DistributionId="MISSING",
+            InvalidationBatch={
+                "Paths": {"Quantity": 1, "Items": ["/.well-known/*"]},
+                "CallerReference": "probe",
+            },
+        )
 
     assert local_aws.calls() == [
         ("s3", "CreateBucket"),
@@ -111,7 +122,27 @@ def test_operations_of_every_protocol_are_named(local_aws: LocalAws, s3: S3Clien
         ("cloudfront", "ListDistributions"),
         ("secretsmanager", "ListSecrets"),
         ("cloudwatch", "PutMetricData"),
+        ("lambda", "Invoke"),
+        ("cloudfront", "CreateInvalidation"),
     ]
+
+
+def test_unsigned_json_calls_are_named_by_their_target(local_aws: LocalAws) -> None:
+    request = urllib.request.Request(  # noqa: S310 (our http URL)
+        local_aws.endpoint_url,
+        data=b"{}",
+        method="POST",
+        headers={
+            "X-Amz-Target": "TrentService.ListKeys",
+            "Content-Type": "application/x-amz-json-1.1",
+        },
+    )
+    try:
+        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310
+    except urllib.error.HTTPError as refused:  # moto may refuse it: only the name matters
+        refused.close()
+
+    assert local_aws.calls() == [("kms", "ListKeys")]
 
 
 def test_requests_to_the_s3_public_port_count_too(local_aws: LocalAws, s3: S3Client) -> None:

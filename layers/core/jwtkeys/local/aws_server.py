@@ -197,11 +197,13 @@ class RequestNamer:
 
     def name(self, environ: dict[str, Any], default_service: str) -> RequestName:
         """Name the request in `environ` (restoring any body it has to read)."""
-        service = self._service(environ) or default_service
+        signed_service = self._service(environ)
+        service = signed_service or default_service
         target = environ.get("HTTP_X_AMZ_TARGET")
         if target:
-            if service == "unknown":
-                service = _TARGET_SERVICES.get(target.split(".", 1)[0], service)
+            if signed_service is None:  # unsigned JSON call: the target names the service
+                prefix = target.split(".", 1)[0]
+                service = _TARGET_SERVICES.get(prefix, prefix.lower())
             return RequestName(service, target.rsplit(".", 1)[-1], "json")
         path = environ.get("PATH_INFO", "") or "/"
         if environ.get("HTTP_SMITHY_PROTOCOL") == "rpc-v2-cbor":
