@@ -78,3 +78,29 @@ KMS_SIGN_EVENT: Final = "Sign"
 TAMPERING_RULE_STATE: Final = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
 
 DEFAULT_RUNBOOK_URL: Final = "docs/runbook.md"
+
+# ---- Alarm thresholds (the alarms in infra/monitoring.py; their meaning in docs/runbook.md)
+
+# Signer metrics are aggregated over this period.
+SIGNER_ALARM_PERIOD_SECONDS: Final = 300
+# Keeper metrics come once per tick: never aggregate over less than one tick.
+MIN_KEEPER_ALARM_PERIOD_SECONDS: Final = 300
+# Rotation is overdue when the current key outlives the rotation period by this much:
+# at least an hour, or a tenth of the period for long periods.
+ROTATION_OVERDUE_MIN_MARGIN_SECONDS: Final = 3600
+ROTATION_OVERDUE_MARGIN_FRACTION: Final = 0.1
+# Ticks missed in a row before "keeper not running".
+MISSED_TICK_PERIODS: Final = 3
+# ServiceNow certificates are renewed well before expiry; this close means renewal stalled.
+CERTIFICATE_EXPIRY_ALARM_DAYS: Final = 14
+# Share of sign attempts failing (not refused: failing) that pages someone.
+SIGNING_FAILURE_RATE_PERCENT: Final = 5.0
+# KMS throttles within one signer period: a few are retried away, a run of them is not.
+KMS_THROTTLES_PER_PERIOD: Final = 10
+# Refused sign requests within one period that look like misuse rather than a typo.
+REFUSED_SIGN_REQUESTS_PER_PERIOD: Final = 50
+# Width of the TokensIssued anomaly band, in standard deviations.
+TOKENS_ISSUED_BAND_STD_DEVS: Final = 3.0
+# Async keeper invocations throttled before it is worth a look (ticks plus forwarded
+# CloudTrail events share one concurrency slot, so a few throttles are expected).
+KEEPER_THROTTLES_PER_PERIOD: Final = 5

@@ -11,11 +11,14 @@ from jwtkeys.names import TAG_KEYSET
 
 from .config import KeysetConfig, load_stacks
 from .constants import CONTEXT_KEY
+from .dashboard import Dashboard
 from .jwks_distribution import JwksDistribution
 from .keeper import Keeper
 from .layers import Layers
+from .monitoring import Monitoring
 from .nag import add_nag_checks
 from .signer import Signer
+from .tampering import TamperingRule
 
 
 class KeysetStack(Stack):
@@ -47,6 +50,31 @@ class KeysetStack(Stack):
             layers=layers.all,
             jwks=self.jwks,
             signer_role=self.signer.role,
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            config=config,
+            signer=self.signer.function,
+            keeper=self.keeper.function,
+        )
+        TamperingRule(
+            self,
+            "KeyTampering",
+            keeper=self.keeper.function,
+            keeper_role=self.keeper.role,
+            signer_role=self.signer.role,
+            dead_letter_queue=self.keeper.failure_queue,
+        )
+        Dashboard(
+            self,
+            "Dashboard",
+            keyset=config.keyset,
+            tick_interval=config.policy.tick_interval,
+            signer=self.signer.function,
+            keeper=self.keeper.function,
+            alarms=self.monitoring.alarms,
+            servicenow=config.servicenow is not None,
         )
         CfnOutput(self, "JwksUrl", value=f"{self.jwks.public_base_url}/.well-known/jwks.json")
         CfnOutput(self, "BucketName", value=self.jwks.bucket.bucket_name)
