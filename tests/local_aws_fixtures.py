@@ -1,7 +1,6 @@
 """Fixtures for tests that talk to the local AWS endpoint (moto + fidelity fixes, over HTTP).
 
-Use them from a test module with `pytest_plugins = ["tests.local_aws_fixtures"]`
-(or list the module in the root conftest's `pytest_plugins`).
+The root conftest lists this module in `pytest_plugins`, so every test can use them.
 
 Fixtures:
 - `local_aws_server` (session): one running `LocalAws` for the whole session. State

@@ -17,8 +17,6 @@ from mypy_boto3_s3 import S3Client
 from jwtkeys.local.aws_endpoint import LocalAws, LocalAwsError
 from tests.local_aws_fixtures import no_retries
 
-pytest_plugins = ["tests.local_aws_fixtures"]
-
 BUCKET = "jwtkeys-control"
 DIGEST = hashlib.sha256(b"header.payload").digest()
 

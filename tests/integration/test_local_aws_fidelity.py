@@ -27,8 +27,6 @@ from mypy_boto3_s3 import S3Client
 
 from jwtkeys.local.aws_endpoint import LocalAws
 
-pytest_plugins = ["tests.local_aws_fixtures"]
-
 # (KMS signing algorithm, a key spec that supports it)
 ALGORITHMS: list[tuple[SigningAlgorithmSpecType, KeySpecType]] = [
     ("RSASSA_PKCS1_V1_5_SHA_256", "RSA_2048"),
