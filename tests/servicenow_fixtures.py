@@ -1,7 +1,6 @@
 """Fixtures and helpers for tests that talk to the ServiceNow emulator.
 
-Use them from a test module with `pytest_plugins = ["tests.servicenow_fixtures"]`
-(or list the module in the root conftest's `pytest_plugins`).
+The root conftest loads this module as a plugin; test modules import the helpers.
 
 Fixtures:
 - `servicenow_server` (session): one running emulator on a `SimulatedClock`.
@@ -16,9 +15,6 @@ Fixtures:
 `REQUESTS_CA_BUNDLE` (set in this environment) overrides a session's `verify` in
 requests, so `servicenow_http` turns `trust_env` off; clients that keep `trust_env`
 must pass `verify=` on each request (or set `REQUESTS_CA_BUNDLE` to the emulator's CA).
-
-Test modules also import the helpers below, before pytest loads this module as a plugin;
-PYTEST_DONT_REWRITE keeps pytest from warning that it cannot rewrite its asserts then.
 """
 
 from __future__ import annotations

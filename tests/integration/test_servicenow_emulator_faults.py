@@ -8,8 +8,6 @@ import requests
 from jwtkeys.clock import SimulatedClock
 from jwtkeys.local.servicenow_emulator import ServiceNowEmulator
 
-pytest_plugins = ["tests.servicenow_fixtures"]
-
 
 @pytest.fixture
 def api(servicenow_api: requests.Session) -> requests.Session:

@@ -14,8 +14,6 @@ from cryptography import x509
 from jwtkeys.clock import SimulatedClock, SystemClock
 from jwtkeys.local.servicenow_emulator import ServiceNowEmulator
 
-pytest_plugins = ["tests.servicenow_fixtures"]
-
 
 def _get(emulator: ServiceNowEmulator, auth: tuple[str, str]) -> requests.Response:
     return requests.get(

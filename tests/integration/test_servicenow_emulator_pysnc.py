@@ -12,8 +12,6 @@ import requests
 from jwtkeys.local.servicenow_emulator import JWT_BEARER, ServiceNowEmulator
 from tests.servicenow_fixtures import make_assertion, trust_key
 
-pytest_plugins = ["tests.servicenow_fixtures"]
-
 
 @pytest.fixture
 def trust_emulator_ca(servicenow: ServiceNowEmulator, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,8 +13,6 @@ from jwtkeys.local.servicenow_emulator import ServiceNowEmulator
 from jwtkeys.local.servicenow_emulator.certificates import glide_datetime
 from tests.servicenow_fixtures import CLOCK_START, certificate_pem, signing_key
 
-pytest_plugins = ["tests.servicenow_fixtures"]
-
 SYS_ID = re.compile(r"^[0-9a-f]{32}$")
 DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 NOT_AUTHENTICATED = {

@@ -24,8 +24,6 @@ from tests.servicenow_fixtures import (
     trust_key,
 )
 
-pytest_plugins = ["tests.servicenow_fixtures"]
-
 SUBJECT = "svc@example.com"
 
 
