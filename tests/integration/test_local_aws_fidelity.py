@@ -396,6 +396,18 @@ def test_get_public_key_names_the_key_arn(kms: KMSClient) -> None:
     assert response["KeySpec"] == "ECC_NIST_P256"
 
 
+def test_a_symmetric_key_neither_signs_nor_has_a_public_key(kms: KMSClient) -> None:
+    """AWS: Sign with an ENCRYPT_DECRYPT key is InvalidKeyUsageException; GetPublicKey of a
+    symmetric key is UnsupportedOperationException. (moto 5.2 signs with a made-up RSA key.)
+    """
+    key_arn = kms.create_key()["KeyMetadata"]["Arn"]
+
+    with pytest.raises(kms.exceptions.InvalidKeyUsageException):
+        _sign(kms, key_arn, "RSASSA_PKCS1_V1_5_SHA_256", _digest("SHA_256", b"m"), "DIGEST")
+    with pytest.raises(kms.exceptions.UnsupportedOperationException):
+        kms.get_public_key(KeyId=key_arn)
+
+
 # ------------------------------------------------------------------ S3
 
 

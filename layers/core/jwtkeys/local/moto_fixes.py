@@ -83,6 +83,15 @@ class InvalidKeyUsageException(JsonRESTError):
         super().__init__("InvalidKeyUsageException", message)
 
 
+class UnsupportedOperationException(JsonRESTError):
+    """AWS's answer to an operation the key type does not support (e.g. symmetric GetPublicKey)."""
+
+    code = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__("UnsupportedOperationException", message)
+
+
 class ValidationException(JsonRESTError):
     """AWS's answer to a request parameter that fails its constraints."""
 
@@ -278,7 +287,9 @@ def _fixed_get_public_key(self: KmsResponse) -> str:
     key = _key_for(self, params.get("KeyId", ""))
     _require_state(key, _USABLE, disabled_error=True)
     if key.key_spec == "SYMMETRIC_DEFAULT" or key.key_spec.startswith("HMAC"):
-        raise InvalidKeyUsageException(f"{key.arn} is not an asymmetric key.")
+        raise UnsupportedOperationException(
+            f"{key.arn} key type is not supported for this operation."
+        )
     return json.dumps(
         {
             "CustomerMasterKeySpec": key.key_spec,
