@@ -85,11 +85,15 @@ class ServiceNowEmulator:
         self.url = ""
         self.ca_bundle = ""
         self.log: list[str] = []
+        # What the JWKS fetch trusts (requests' `verify`): None keeps requests' default.
+        self.jwks_ca_bundle: str | None = None
         self._port = port
         self._state_dir = state_dir
         self._store = RecordStore(clock)
         self._credentials = Credentials(self._store, clock)
-        self._tokens = TokenEndpoint(self._store, self._credentials, clock, self.log.append)
+        self._tokens = TokenEndpoint(
+            self._store, self._credentials, clock, self.log.append, lambda: self.jwks_ca_bundle
+        )
         self._faults = FaultSwitch(clock)
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -172,6 +176,8 @@ class ServiceNowEmulator:
         password: str | None = None,
     ) -> str:
         """Create a `sys_user` (with a Basic-auth password when given); returns its sys_id."""
+        if isinstance(roles, str):
+            raise TypeError("roles is a sequence of role names, e.g. ['admin'], not a string")
         row = self._store.insert(
             "sys_user",
             {

@@ -54,8 +54,10 @@ class TokenEndpoint:
         credentials: Credentials,
         clock: Clock,
         log: Callable[[str], None],
+        jwks_ca_bundle: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._store = store
+        self._jwks_ca_bundle = jwks_ca_bundle
         self._credentials = credentials
         self._clock = clock
         self._log = log
@@ -211,7 +213,12 @@ class TokenEndpoint:
         if cached is not None and cached[1] == url and now - cached[0] < lifespan:
             return cached[2]
         try:
-            response = requests.get(url, timeout=JWKS_TIMEOUT_SECONDS)
+            ca_bundle = self._jwks_ca_bundle()
+            response = requests.get(
+                url,
+                timeout=JWKS_TIMEOUT_SECONDS,
+                verify=ca_bundle if ca_bundle is not None else True,
+            )
             response.raise_for_status()
             document = response.json()
         except (requests.RequestException, ValueError) as error:
