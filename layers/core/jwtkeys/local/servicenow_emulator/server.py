@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -319,7 +320,7 @@ class ServiceNowEmulator:
         if kind == "http500":
             return _error(500, "Internal Server Error", "injected fault: http500")
         if kind == "http429":
-            retry_after = max(1, int(-(-delay // 1)))
+            retry_after = max(1, math.ceil(delay))
             return _json(
                 429,
                 error_body("Rate limit exceeded", "injected fault: http429"),
@@ -363,7 +364,7 @@ class ServiceNowEmulator:
             )
         if table_name not in SCHEMA:
             return _error(400, f"Invalid table {table_name}", None)
-        call = _TableCall(self, request, principal, version, table_name)
+        call = _TableCall(self._store, self.url, request, principal, version, table_name)
         if sys_id is None:
             if request.method == "GET":
                 return call.list()
@@ -383,14 +384,15 @@ class _TableCall:
 
     def __init__(
         self,
-        emulator: ServiceNowEmulator,
+        store: RecordStore,
+        base_url: str,
         request: Request,
         principal: Principal,
         version: str,
         table: str,
     ) -> None:
-        self.store = emulator._store
-        self.base_url = emulator.url
+        self.store = store
+        self.base_url = base_url
         self.request = request
         self.args: MultiDict[str, str] = request.args
         self.principal = principal
@@ -399,7 +401,7 @@ class _TableCall:
         self.schema = SCHEMA[table]
         fields = self.args.get("sysparm_fields", "")
         self.options = RenderOptions(
-            base_url=emulator.url,
+            base_url=base_url,
             display_value=parse_display_value(self.args.get("sysparm_display_value")),
             exclude_reference_link=self.args.get("sysparm_exclude_reference_link", "").lower()
             == "true",
