@@ -1,0 +1,124 @@
+"""`jwtkeys sign`: ask the signing function for a token and print its JSON answer.
+
+The target is the deployed function, by Lambda Invoke (`--function NAME_OR_ARN`, or
+the JWTKEYS_SIGN_FUNCTION environment variable) or by its IAM-authenticated Function
+URL (`--url`). AWS credentials and region come from the usual boto3 sources; a
+local run reaches the local endpoint through AWS_ENDPOINT_URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from ..errors import RequestRefused, SigningUnavailable
+
+EXIT_ISSUED = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+FUNCTION_ENV = "JWTKEYS_SIGN_FUNCTION"
+
+
+def register(subparsers: Any) -> None:
+    """Add the `sign` command to the `jwtkeys` parser."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "sign",
+        help="get a token from the signing function",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--subject", required=True, type=_non_empty, metavar="S")
+    parser.add_argument("--audience", required=True, type=_non_empty, metavar="A")
+    parser.add_argument(
+        "--claims", type=_claims, metavar="JSON", help="extra claims, a JSON object"
+    )
+    parser.add_argument(
+        "--ttl", type=_ttl, metavar="SECONDS", help="token lifetime (default: the keyset's)"
+    )
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument(
+        "--function",
+        metavar="NAME_OR_ARN",
+        help=f"the signing function, by Lambda Invoke (default: ${FUNCTION_ENV})",
+    )
+    target.add_argument("--url", metavar="URL", help="the signing function's Function URL")
+    parser.add_argument(
+        "--region", metavar="REGION", help="AWS region (default: boto3's, or the URL's)"
+    )
+    parser.set_defaults(run=run, parser=parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Sign and report: the function's JSON on stdout, or one reason line on stderr."""
+    function = args.function or (None if args.url else os.environ.get(FUNCTION_ENV))
+    if not args.url and not function:
+        args.parser.error(f"give --function or --url (or set {FUNCTION_ENV})")
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        invoker = _invoker(function, args.url, args.region)
+    except (ValueError, BotoCoreError) as error:
+        # A bad URL or no region: the command line (or its environment) is incomplete.
+        args.parser.error(str(error))
+    payload: dict[str, Any] = {"subject": args.subject, "audience": args.audience}
+    if args.claims is not None:
+        payload["claims"] = args.claims
+    if args.ttl is not None:
+        payload["ttl_seconds"] = args.ttl
+    try:
+        issued = invoker.invoke(payload)
+    except RequestRefused as refusal:
+        return _refused(f"{refusal.code}: {refusal.reason}", str(refusal))
+    except SigningUnavailable as error:
+        return _refused(error.code, str(error))
+    sys.stdout.write(json.dumps(issued.to_response(), sort_keys=True) + "\n")
+    return EXIT_ISSUED
+
+
+def _invoker(function: str | None, url: str | None, region: str | None) -> Any:
+    # boto3 is imported only here: `jwtkeys verify` and `--help` stay quick.
+    import boto3
+
+    from ..client.invokers import FunctionUrlInvoker, LambdaInvoker
+
+    session = boto3.Session(region_name=region) if region else boto3.Session()
+    if url:
+        return FunctionUrlInvoker(url, session, region)
+    assert function is not None
+    return LambdaInvoker(function, session.client("lambda"))
+
+
+def _refused(name: str, message: str) -> int:
+    # Exactly one line, whatever the message holds, so scripts can read it.
+    detail = "".join(c if c.isprintable() else "?" for c in " ".join(message.split()))
+    sys.stderr.write(f"jwtkeys sign: refused: {name}: {detail}\n")
+    return EXIT_REFUSED
+
+
+def _non_empty(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def _claims(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not valid JSON") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+def _ttl(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
