@@ -177,40 +177,37 @@ def test_reset_calls_empties_the_log(local_aws: LocalAws, kms: KMSClient, key_ar
 # ------------------------------------------------------------------ faults
 
 
-def test_throttle_is_the_services_throttling_error(
-    local_aws: LocalAws, kms: KMSClient, s3: S3Client, key_arn: str
+@pytest.mark.parametrize(
+    ("kind", "kms_code", "kms_status", "s3_code", "s3_status"),
+    [
+        ("throttle", "ThrottlingException", 400, "SlowDown", 503),
+        ("http500", "InternalFailure", 500, "InternalError", 500),
+    ],
+)
+def test_error_faults_answer_in_each_services_own_format(
+    local_aws: LocalAws,
+    kms: KMSClient,
+    s3: S3Client,
+    key_arn: str,
+    kind: str,
+    kms_code: str,
+    kms_status: int,
+    s3_code: str,
+    s3_status: int,
 ) -> None:
-    """KMS: HTTP 400 ThrottlingException (JSON); S3: HTTP 503 SlowDown (XML)."""
+    """KMS answers JSON (`__type`), S3 answers XML (`<Code>`), each with its real status."""
     s3.create_bucket(Bucket=BUCKET)
-    local_aws.inject_faults("throttle")
+    local_aws.inject_faults(kind)
 
     with pytest.raises(ClientError) as kms_refused:
         _sign(kms, key_arn)
     with pytest.raises(ClientError) as s3_refused:
         s3.put_object(Bucket=BUCKET, Key="a", Body=b"1")
 
-    assert kms_refused.value.response["Error"]["Code"] == "ThrottlingException"
-    assert kms_refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
-    assert s3_refused.value.response["Error"]["Code"] == "SlowDown"
-    assert s3_refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
-
-
-def test_http500_is_an_internal_error(
-    local_aws: LocalAws, kms: KMSClient, s3: S3Client, key_arn: str
-) -> None:
-    """KMS: HTTP 500 InternalFailure (JSON); S3: HTTP 500 InternalError (XML)."""
-    s3.create_bucket(Bucket=BUCKET)
-    local_aws.inject_faults("http500")
-
-    with pytest.raises(ClientError) as kms_refused:
-        _sign(kms, key_arn)
-    with pytest.raises(ClientError) as s3_refused:
-        s3.get_object(Bucket=BUCKET, Key="a")
-
-    assert kms_refused.value.response["Error"]["Code"] == "InternalFailure"
-    assert kms_refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
-    assert s3_refused.value.response["Error"]["Code"] == "InternalError"
-    assert s3_refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert kms_refused.value.response["Error"]["Code"] == kms_code
+    assert kms_refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == kms_status
+    assert s3_refused.value.response["Error"]["Code"] == s3_code
+    assert s3_refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == s3_status
 
 
 def test_connection_fault_drops_the_connection(

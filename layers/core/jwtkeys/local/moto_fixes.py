@@ -47,58 +47,32 @@ _STATE_WORDS = {
 }
 
 
-class DisabledException(JsonRESTError):
-    """AWS's answer to a cryptographic operation on a disabled key."""
+class KmsError(JsonRESTError):
+    """A KMS error as AWS sends it: its `__type`, message and HTTP status.
 
-    code = 409
+    DisabledException and KMSInvalidStateException are 409 in the KMS API reference;
+    the rest of what these fixes raise is 400.
+    """
 
-    def __init__(self, message: str) -> None:
-        super().__init__("DisabledException", message)
-
-
-class KMSInvalidStateException(JsonRESTError):
-    """AWS's answer to an operation the key's state does not allow."""
-
-    code = 409
-
-    def __init__(self, message: str) -> None:
-        super().__init__("KMSInvalidStateException", message)
+    def __init__(self, error_type: str, message: str, status: int = 400) -> None:
+        super().__init__(error_type, message)
+        self.code = status
 
 
-class KMSInvalidSignatureException(JsonRESTError):
-    """AWS's answer to a Verify whose signature does not verify."""
-
-    code = 400
-
-    def __init__(self) -> None:
-        super().__init__("KMSInvalidSignatureException", "")
+def _disabled(message: str) -> KmsError:
+    return KmsError("DisabledException", message, 409)
 
 
-class InvalidKeyUsageException(JsonRESTError):
-    """AWS's answer to a key or algorithm that cannot do the operation."""
-
-    code = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__("InvalidKeyUsageException", message)
+def _invalid_state(message: str) -> KmsError:
+    return KmsError("KMSInvalidStateException", message, 409)
 
 
-class UnsupportedOperationException(JsonRESTError):
-    """AWS's answer to an operation the key type does not support (e.g. symmetric GetPublicKey)."""
-
-    code = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__("UnsupportedOperationException", message)
+def _invalid_usage(message: str) -> KmsError:
+    return KmsError("InvalidKeyUsageException", message)
 
 
-class ValidationException(JsonRESTError):
-    """AWS's answer to a request parameter that fails its constraints."""
-
-    code = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__("ValidationException", message)
+def _invalid(message: str) -> KmsError:
+    return KmsError("ValidationException", message)
 
 
 @dataclass(frozen=True)
@@ -127,7 +101,7 @@ def _params(response: KmsResponse) -> dict[str, Any]:
     body = response.body
     parsed = json.loads(body) if body else {}
     if not isinstance(parsed, dict):
-        raise ValidationException("The request body must be a JSON object.")
+        raise _invalid("The request body must be a JSON object.")
     return parsed
 
 
@@ -150,28 +124,26 @@ def _require_state(key: Any, allowed: frozenset[str], *, disabled_error: bool = 
     if state in allowed:
         return
     if disabled_error and state == _DISABLED:
-        raise DisabledException(f"{key.arn} is disabled.")
+        raise _disabled(f"{key.arn} is disabled.")
     word = _STATE_WORDS.get(state, state)
     if state == _ENABLED:
-        raise KMSInvalidStateException(
+        raise _invalid_state(
             f"{key.arn} is enabled, but the operation doesn't support such a state"
         )
-    raise KMSInvalidStateException(f"{key.arn} is {word}.")
+    raise _invalid_state(f"{key.arn} is {word}.")
 
 
 def _scheme_for(key: Any, algorithm: Any) -> _Scheme:
     """The signing scheme for `algorithm`, refusing keys and algorithms that cannot sign."""
     if key.key_usage != "SIGN_VERIFY":
-        raise InvalidKeyUsageException(
+        raise _invalid_usage(
             f"{key.arn} key usage is {key.key_usage} which is not valid for signing."
         )
     if not isinstance(algorithm, str) or algorithm not in (key.signing_algorithms or []):
-        raise InvalidKeyUsageException(
-            f"Algorithm {algorithm} is incompatible with key spec {key.key_spec}."
-        )
+        raise _invalid_usage(f"Algorithm {algorithm} is incompatible with key spec {key.key_spec}.")
     scheme = _SCHEMES.get(algorithm)
     if scheme is None:  # e.g. SM2DSA: moto's own implementation is all there is
-        raise InvalidKeyUsageException(f"Algorithm {algorithm} is not supported locally.")
+        raise _invalid_usage(f"Algorithm {algorithm} is not supported locally.")
     return scheme
 
 
@@ -184,7 +156,7 @@ def _message(params: dict[str, Any], scheme: _Scheme, algorithm: str) -> tuple[b
     raw = params.get("Message")
     message = base64.b64decode(raw) if isinstance(raw, str) else b""
     if not message:
-        raise ValidationException(
+        raise _invalid(
             "1 validation error detected: Value at 'message' failed to satisfy constraint: "
             "Member must have length greater than or equal to 1"
         )
@@ -192,16 +164,16 @@ def _message(params: dict[str, Any], scheme: _Scheme, algorithm: str) -> tuple[b
     hash_algorithm = scheme.hash_factory()
     if message_type == "RAW":
         if len(message) > _MAX_RAW_MESSAGE:
-            raise ValidationException(
+            raise _invalid(
                 "1 validation error detected: Value at 'message' failed to satisfy "
                 f"constraint: Member must have length less than or equal to {_MAX_RAW_MESSAGE}"
             )
         return message, hash_algorithm
     if message_type == "DIGEST":
         if len(message) != hash_algorithm.digest_size:
-            raise ValidationException(f"Digest is invalid length for algorithm {algorithm}.")
+            raise _invalid(f"Digest is invalid length for algorithm {algorithm}.")
         return message, Prehashed(hash_algorithm)
-    raise ValidationException(
+    raise _invalid(
         f"1 validation error detected: Value '{message_type}' at 'messageType' failed to "
         "satisfy constraint: Member must satisfy enum value set: [DIGEST, RAW]"
     )
@@ -243,42 +215,58 @@ _MANAGEABLE = frozenset({_ENABLED, _DISABLED})
 _PENDING = frozenset({_PENDING_DELETION})
 
 
-def _fixed_sign(self: KmsResponse) -> str:
-    """Sign as AWS does: DIGEST is prehashed, PSS salt = digest length, state enforced."""
-    params = _params(self)
-    key = _key_for(self, params.get("KeyId", ""))
+@dataclass(frozen=True)
+class _SigningCall:
+    """What Sign and Verify both check and prepare before any cryptography."""
+
+    params: dict[str, Any]
+    key: Any
+    algorithm: str
+    scheme: _Scheme
+    message: bytes
+    hash_arg: Any
+
+
+def _signing_call(response: KmsResponse) -> _SigningCall:
+    """Resolve the key, enforce its state and usage, and prepare the message to sign."""
+    params = _params(response)
+    key = _key_for(response, params.get("KeyId", ""))
     _require_state(key, _USABLE, disabled_error=True)
     algorithm = params.get("SigningAlgorithm")
     scheme = _scheme_for(key, algorithm)
     message, hash_arg = _message(params, scheme, str(algorithm))
-    signature = _sign(key.private_key.private_key, scheme, message, hash_arg)
+    return _SigningCall(params, key, str(algorithm), scheme, message, hash_arg)
+
+
+def _fixed_sign(self: KmsResponse) -> str:
+    """Sign as AWS does: DIGEST is prehashed, PSS salt = digest length, state enforced."""
+    call = _signing_call(self)
+    signature = _sign(call.key.private_key.private_key, call.scheme, call.message, call.hash_arg)
     return json.dumps(
         {
-            "KeyId": key.arn,
+            "KeyId": call.key.arn,
             "Signature": base64.b64encode(signature).decode("ascii"),
-            "SigningAlgorithm": algorithm,
+            "SigningAlgorithm": call.algorithm,
         }
     )
 
 
 def _fixed_verify(self: KmsResponse) -> str:
     """Verify as AWS does: same hashing as Sign; a bad signature is an error, not `false`."""
-    params = _params(self)
-    key = _key_for(self, params.get("KeyId", ""))
-    _require_state(key, _USABLE, disabled_error=True)
-    algorithm = params.get("SigningAlgorithm")
-    scheme = _scheme_for(key, algorithm)
-    message, hash_arg = _message(params, scheme, str(algorithm))
-    raw_signature = params.get("Signature")
+    call = _signing_call(self)
+    raw_signature = call.params.get("Signature")
     signature = base64.b64decode(raw_signature) if isinstance(raw_signature, str) else b""
     if not signature:
-        raise ValidationException(
+        raise _invalid(
             "1 validation error detected: Value at 'signature' failed to satisfy constraint: "
             "Member must have length greater than or equal to 1"
         )
-    if not _verifies(key.private_key.private_key, scheme, message, hash_arg, signature):
-        raise KMSInvalidSignatureException()
-    return json.dumps({"KeyId": key.arn, "SignatureValid": True, "SigningAlgorithm": algorithm})
+    private_key = call.key.private_key.private_key
+    if not _verifies(private_key, call.scheme, call.message, call.hash_arg, signature):
+        raise KmsError("KMSInvalidSignatureException", "")
+    return json.dumps(
+        {"KeyId": call.key.arn, "SignatureValid": True, "SigningAlgorithm": call.algorithm}
+    )
 
 
 def _fixed_get_public_key(self: KmsResponse) -> str:
@@ -287,8 +275,9 @@ def _fixed_get_public_key(self: KmsResponse) -> str:
     key = _key_for(self, params.get("KeyId", ""))
     _require_state(key, _USABLE, disabled_error=True)
     if key.key_spec == "SYMMETRIC_DEFAULT" or key.key_spec.startswith("HMAC"):
-        raise UnsupportedOperationException(
-            f"{key.arn} key type is not supported for this operation."
+        raise KmsError(
+            "UnsupportedOperationException",
+            f"{key.arn} key type is not supported for this operation.",
         )
     return json.dumps(
         {
@@ -334,7 +323,7 @@ def _fixed_schedule_key_deletion(self: KmsResponse) -> str:
         not isinstance(window, int)
         or not _MIN_PENDING_WINDOW_DAYS <= window <= _MAX_PENDING_WINDOW_DAYS
     ):
-        raise ValidationException(
+        raise _invalid(
             f"PendingWindowInDays should be between {_MIN_PENDING_WINDOW_DAYS} and "
             f"{_MAX_PENDING_WINDOW_DAYS}, but it is {window}"
         )
