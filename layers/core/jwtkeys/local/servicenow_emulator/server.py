@@ -282,9 +282,10 @@ class ServiceNowEmulator:
         # Only with a state_dir (`jwtkeys local up`): keep records across restarts.
         if self._state_dir is None:
             return
-        state = {"rows": self._store.snapshot(), "credentials": self._credentials.snapshot()}
         path = self._state_dir / _STATE_FILE
         with self._persist_lock:
+            # Snapshot under the lock, so a slower writer never lands an older state last.
+            state = {"rows": self._store.snapshot(), "credentials": self._credentials.snapshot()}
             self._state_dir.mkdir(parents=True, exist_ok=True)
             temporary = path.with_suffix(".tmp")
             temporary.write_text(json.dumps(state))
