@@ -1,0 +1,134 @@
+"""TokenClient over a real SignService (LocalInvoker) against the local AWS endpoint:
+KMS Sign calls counted at the endpoint, tokens verified against the published JWKS."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from jwtkeys.client import IssuedToken, LocalInvoker, TokenClient
+from jwtkeys.clock import SimulatedClock
+from jwtkeys.errors import InvalidRequest, PolicyViolation
+from jwtkeys.jwks_source import load_jwks
+from jwtkeys.local.aws_endpoint import LocalAws
+from jwtkeys.local.stack import LocalStack
+from jwtkeys.verify import verify_token
+
+AUDIENCE = "client-test"
+ISSUER = "client-test"
+KMS_SIGN = ("kms", "Sign")
+
+
+@pytest.fixture
+def client(stack: LocalStack, clock: SimulatedClock) -> TokenClient:
+    """A TokenClient over the keyset's signing service, keys bootstrapped."""
+    stack.keeper_service().handle({"action": "tick"})
+    return TokenClient(LocalInvoker(stack.sign_service()), clock=clock)
+
+
+def kms_signs(aws: LocalAws) -> int:
+    return aws.calls().count(KMS_SIGN)
+
+
+def verified(stack: LocalStack, issued: IssuedToken, now: float) -> dict[str, Any]:
+    return verify_token(
+        issued.token, load_jwks(stack.jwks_url), issuer=ISSUER, audience=AUDIENCE, now=now
+    )
+
+
+def test_1000_requests_over_one_token_lifetime_cost_at_most_10_signs(
+    stack: LocalStack, client: TokenClient, local_aws: LocalAws, clock: SimulatedClock
+) -> None:
+    # Given a fresh call count (the bootstrap's canary signatures are not ours)
+    local_aws.reset_calls()
+    first = client.get_token("svc-orders", AUDIENCE, {"scope": "orders.read"})
+    lifetime = first.expires_at - clock.now()
+
+    # When 1000 requests for the same claims are spread over one token lifetime
+    tokens = [first]
+    for _ in range(999):
+        clock.advance(lifetime / 1000)
+        tokens.append(client.get_token("svc-orders", AUDIENCE, {"scope": "orders.read"}))
+
+    # Then KMS signed at most 10 times (here: the first token and one refresh,
+    # `refresh_margin` before the first expired)
+    signs = kms_signs(local_aws)
+    assert signs <= 10
+    assert signs == len({t.jti for t in tokens}) == 2
+    # and the token handed out last is still valid now
+    assert verified(stack, tokens[-1], clock.now())["scope"] == "orders.read"
+
+
+def test_cached_token_verifies_with_its_claims(
+    stack: LocalStack, client: TokenClient, clock: SimulatedClock
+) -> None:
+    issued = client.get_token("svc-orders", AUDIENCE, {"tenant": "t1"}, ttl_seconds=600)
+    claims = verified(stack, issued, clock.now())
+    assert claims["sub"] == "svc-orders"
+    assert claims["tenant"] == "t1"
+    assert claims["jti"] == issued.jti
+    assert claims["exp"] == issued.expires_at
+    assert claims["exp"] - claims["iat"] == 600
+
+
+def test_refusals_keep_their_names_and_reasons_and_sign_nothing(
+    client: TokenClient, local_aws: LocalAws
+) -> None:
+    local_aws.reset_calls()
+    with pytest.raises(PolicyViolation) as policy:
+        client.get_token("intruder", AUDIENCE)
+    assert policy.value.reason == "subject_not_allowed"
+    with pytest.raises(PolicyViolation) as reserved:
+        client.get_token("svc-orders", AUDIENCE, {"iss": "someone-else"})
+    assert reserved.value.reason == "reserved_claim"
+    with pytest.raises(InvalidRequest) as invalid:
+        client.get_token("svc-orders", AUDIENCE, {"": "unnamed"})
+    assert invalid.value.reason == "bad_claims"
+    with pytest.raises(PolicyViolation) as ttl:
+        client.get_token("svc-orders", AUDIENCE, ttl_seconds=10**6)
+    assert ttl.value.reason == "ttl_out_of_range"
+    assert kms_signs(local_aws) == 0
+
+
+def test_threads_share_one_signature(
+    stack: LocalStack, client: TokenClient, local_aws: LocalAws, clock: SimulatedClock
+) -> None:
+    # Given 8 threads that each ask 50 times for the same token
+    local_aws.reset_calls()
+    results: list[IssuedToken] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(8)
+
+    def work() -> None:
+        barrier.wait()
+        for _ in range(50):
+            try:
+                issued = client.get_token("svc-orders", AUDIENCE)
+            except BaseException as error:
+                errors.append(error)
+                return
+            with lock:
+                results.append(issued)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    # Then all 400 got the same verified token, signed once
+    assert errors == []
+    assert len(results) == 400
+    assert len({r.jti for r in results}) == 1
+    assert kms_signs(local_aws) == 1
+    verified(stack, results[0], clock.now())
+
+
+def test_fresh_tokens_are_each_signed(client: TokenClient, local_aws: LocalAws) -> None:
+    local_aws.reset_calls()
+    fresh = [client.fresh_token("svc-orders", AUDIENCE) for _ in range(3)]
+    assert len({t.jti for t in fresh}) == 3
+    assert kms_signs(local_aws) == 3
