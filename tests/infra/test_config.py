@@ -1,0 +1,96 @@
+"""cdk.json context: validated at synth, an unsafe lifecycle never synthesizes."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from aws_cdk import App
+
+from infra.config import load_stacks
+from infra.stack import build_app
+from jwtkeys.errors import ConfigurationError, UnsafePolicy
+from tests.infra.conftest import cdk_json_context
+
+
+def _jwtkeys_context() -> dict[str, Any]:
+    return copy.deepcopy(cdk_json_context()["jwtkeys"])
+
+
+def test_cdk_json_configures_dev_and_prod_with_distinct_keysets() -> None:
+    configs = load_stacks(_jwtkeys_context())
+
+    assert [(c.stage, c.stack_name) for c in configs] == [
+        ("dev", "jwtkeys-servicenow-dev"),
+        ("prod", "jwtkeys-servicenow-prod"),
+    ]
+    assert configs[1].servicenow is not None
+    assert configs[1].policy.deletion_window_days == 30
+
+
+def test_unsafe_policy_fails_synth_with_the_lifecycle_message() -> None:
+    # Given a grace shorter than signer cache + max TTL + skew + tick
+    context = cdk_json_context()
+    context["jwtkeys"]["stacks"]["prod"]["policy"]["grace"] = 600
+    app = App(context=context)
+
+    # When the app is built (what `cdk synth` runs), Then the lifecycle refuses it
+    with pytest.raises(UnsafePolicy) as refused:
+        build_app(app)
+    message = str(refused.value)
+    assert message.startswith("jwtkeys.stacks.prod.policy: ")
+    assert "grace >= signer_cache_ttl + max_token_ttl + clock_skew + tick_interval fails" in message
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"policy": {"algorithm": "ES256", "key_spec": "RSA_2048"}}, "cannot sign ES256"),
+        ({"policy": {"tick_interval": 90}}, "whole number of minutes"),
+        ({"default_ttl": 7200}, "exceeds policy.max_token_ttl"),
+        ({"keyset": "Bad_Name"}, "lower-case letters"),
+        ({"colour": "blue"}, "unknown setting(s): colour"),
+        ({"direct_invoke_principals": ["batch-jobs"]}, "not an IAM or STS principal ARN"),
+        ({"alarm_emails": ["nobody"]}, "not an e-mail address"),
+        (
+            {"custom_domain": {"domain_name": "keys.example.com", "certificate_arn": "arn:x"}},
+            "ACM ARN in us-east-1",
+        ),
+        (
+            {"function_url_callers": {"arn:aws:iam::111122223333:role/x": {"subjects": ["a"]}}},
+            "'subjects': [...], 'audiences': [...]",
+        ),
+    ],
+)
+def test_malformed_settings_are_refused_naming_the_setting(
+    change: dict[str, Any], message: str
+) -> None:
+    context = _jwtkeys_context()
+    dev = context["stacks"]["dev"]
+    for key, value in change.items():
+        if key == "policy":
+            dev["policy"] = {k: v for k, v in dev["policy"].items() if k not in value} | value
+        else:
+            dev[key] = value
+
+    with pytest.raises(ConfigurationError) as refused:
+        load_stacks(context)
+    assert "jwtkeys.stacks.dev" in str(refused.value)
+    assert message in str(refused.value)
+
+
+def test_two_stages_on_one_keyset_are_refused() -> None:
+    context = _jwtkeys_context()
+    context["stacks"]["prod"]["keyset"] = context["stacks"]["dev"]["keyset"]
+
+    with pytest.raises(ConfigurationError, match="'dev' and 'prod' would both use"):
+        load_stacks(context)
+
+
+def test_two_stages_sharing_a_servicenow_secret_are_refused() -> None:
+    context = _jwtkeys_context()
+    context["stacks"]["dev"]["servicenow"] = dict(context["stacks"]["prod"]["servicenow"])
+
+    with pytest.raises(ConfigurationError, match="secret:jwtkeys/servicenow-prod/servicenow"):
+        load_stacks(context)
