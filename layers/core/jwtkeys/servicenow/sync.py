@@ -1,0 +1,336 @@
+"""Reconcile a keyset's ServiceNow trust records with its published keys.
+
+Per published key jwtkeys owns one `sys_certificate` and one `jwt_verifier_map`, both
+named `jwtkeys/<keyset>/<kid>`. That name is the only ownership marker (a custom field
+would be dangerous: a query on a field an instance lacks is silently dropped and
+matches every row). So every record a query returns is re-checked here, by exact name,
+before it is changed or deleted; records that fail the check are never touched.
+
+Each step reads before it writes and does only what differs, so a reconcile cut short
+anywhere is finished by the next one:
+- missing records are created (certificate first, then the map that points at it);
+- owned records edited by hand are put back and counted as drift (`repaired`);
+- a certificate that nears expiry is renewed: a new certificate, the map repointed,
+  then the old certificate deleted (so the map never points at nothing);
+- records of keys that left are deleted, map first, then certificate.
+
+Drift is counted when an owned record exists but is wrong, when a map points at no
+usable certificate, or when a record this process saw in step has gone. A certificate
+without its map is, without that memory, indistinguishable from a create cut short
+between the two calls, so it is repaired without being counted (no false alarm after
+an outage).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import ServiceNowError
+from ..key_state import ManagedKey
+from ..names import servicenow_record_name
+from ..trust import TrustReport
+from .certificates import (
+    DAY,
+    CertificateFacts,
+    CertificateLifetime,
+    public_key_of,
+    read_certificate,
+    spki,
+)
+from .table_client import Record, TableClient
+
+LOGGER = logging.getLogger("jwtkeys.servicenow")
+
+CERTIFICATE_TABLE = "sys_certificate"
+VERIFIER_TABLE = "jwt_verifier_map"
+APP_TABLE = "oauth_jwt"
+CREDENTIAL_TABLE = "oauth_credential"
+CERTIFICATE_FIELDS = ("sys_id", "name", "pem_certificate", "active", "format", "type")
+VERIFIER_FIELDS = ("sys_id", "name", "kid", "sys_certificate", "oauth_jwt", "active")
+APP_FIELDS = ("sys_id", "name", "client_id", "active")
+# A kid is an RFC 7638 SHA-256 thumbprint: 43 base64url characters.
+KID_PATTERN = re.compile(r"\A[A-Za-z0-9_-]{43}\Z")
+
+# The fields of an owned certificate besides its PEM, as jwtkeys writes them.
+CERTIFICATE_SETTINGS = {"active": "true", "format": "pem", "type": "trust_store"}
+
+CertificateMaker = Callable[[ManagedKey, float], str]
+
+
+class Ownership:
+    """Which records of a keyset jwtkeys owns: exactly those named `jwtkeys/<keyset>/<kid>`."""
+
+    def __init__(self, keyset: str) -> None:
+        self.keyset = keyset
+        self.prefix = servicenow_record_name(keyset, "")
+
+    def kid_of(self, record: Record) -> str | None:
+        """The kid an owned record belongs to, or None when the record is not ours."""
+        name = record.get("name", "")
+        if not name.startswith(self.prefix):
+            return None
+        kid = name[len(self.prefix) :]
+        return kid if KID_PATTERN.match(kid) else None
+
+    def owns(self, record: Record, kid: str) -> bool:
+        """Whether `record` is ours and belongs to `kid` (the check before any change)."""
+        return record.get("name", "") == servicenow_record_name(self.keyset, kid)
+
+
+@dataclass
+class OwnedRecords:
+    """The owned certificates and verifier maps found, grouped by kid."""
+
+    certificates: dict[str, list[Record]] = field(default_factory=dict)
+    verifiers: dict[str, list[Record]] = field(default_factory=dict)
+
+
+@dataclass
+class _KeyOutcome:
+    created: int = 0
+    removed: int = 0
+    repaired: int = 0
+    expires_at: float = 0.0
+
+
+class TrustSync:
+    """Keeps one keyset's certificates and verifier maps equal to its published keys."""
+
+    def __init__(
+        self,
+        client: TableClient,
+        keyset: str,
+        client_id: str,
+        make_certificate: CertificateMaker,
+        lifetime: CertificateLifetime,
+    ) -> None:
+        self.client = client
+        self.keyset = keyset
+        self.client_id = client_id
+        self.ownership = Ownership(keyset)
+        self._make_certificate = make_certificate
+        self.lifetime = lifetime
+        # Kids whose records this process last left complete: a later absence is drift.
+        self._in_step: set[str] = set()
+
+    # -- reads ------------------------------------------------------------------------
+
+    def find_app(self) -> Record:
+        """The configured `oauth_jwt` application, found by client_id (exactly one)."""
+        rows = self.client.list(APP_TABLE, f"client_id={self.client_id}", APP_FIELDS)
+        # Re-checked: were `client_id` dropped from the query, every app would match.
+        apps = [row for row in rows if row.get("client_id") == self.client_id]
+        if not apps:
+            raise ServiceNowError(
+                f"no {APP_TABLE} application has client_id {self.client_id!r}"
+                " (or the integration user cannot read it)"
+            )
+        if len(apps) > 1:
+            raise ServiceNowError(
+                f"{len(apps)} {APP_TABLE} applications have client_id {self.client_id!r}"
+            )
+        return apps[0]
+
+    def owned(self) -> OwnedRecords:
+        """Every owned record of the keyset, re-checked by exact name."""
+        query = f"nameSTARTSWITH{self.ownership.prefix}"
+        found = OwnedRecords()
+        for table, fields, into in (
+            (CERTIFICATE_TABLE, CERTIFICATE_FIELDS, found.certificates),
+            (VERIFIER_TABLE, VERIFIER_FIELDS, found.verifiers),
+        ):
+            for record in self.client.list(table, query, fields):
+                kid = self.ownership.kid_of(record)
+                if kid is not None:
+                    into.setdefault(kid, []).append(record)
+        return found
+
+    def trusted_kids(self) -> set[str]:
+        """The kids that have an owned verifier map (what ServiceNow trusts for us)."""
+        return set(self.owned().verifiers)
+
+    # -- reconcile --------------------------------------------------------------------
+
+    def reconcile(self, keys: Sequence[ManagedKey], now: float) -> TrustReport:
+        """Make the owned records exactly those of `keys`; idempotent."""
+        app = self.find_app()
+        owned = self.owned()
+        report = TrustReport()
+        wanted = {key.kid: key for key in keys}
+        expiries: list[float] = []
+        for key in keys:
+            outcome = self._ensure(key, app, owned, now, report)
+            report.created += outcome.created
+            report.removed += outcome.removed
+            report.repaired += outcome.repaired
+            expiries.append(outcome.expires_at)
+        # Keys that left: every map first, so no map ever points at a deleted certificate.
+        for kid, records in owned.verifiers.items():
+            if kid not in wanted:
+                report.removed += self._delete_all(VERIFIER_TABLE, kid, records)
+        for kid, records in owned.certificates.items():
+            if kid not in wanted:
+                report.removed += self._delete_all(CERTIFICATE_TABLE, kid, records)
+        report.records = 2 * len(wanted)
+        if expiries:
+            report.certificate_expires_in_days = round((min(expiries) - now) / DAY, 3)
+        self._in_step = set(wanted)
+        return report
+
+    def _ensure(
+        self, key: ManagedKey, app: Record, owned: OwnedRecords, now: float, report: TrustReport
+    ) -> _KeyOutcome:
+        outcome = _KeyOutcome()
+        kid = key.kid
+        public = spki(public_key_of(key))
+        certificates = owned.certificates.get(kid, [])
+        verifiers = owned.verifiers.get(kid, [])
+        known = kid in self._in_step
+        owned_ids = {record["sys_id"] for record in certificates}
+
+        usable: dict[str, CertificateFacts] = {}
+        for record in certificates:
+            facts = read_certificate(record.get("pem_certificate", ""))
+            if facts is not None and facts.public_key_der == public and facts.not_before <= now:
+                usable[record["sys_id"]] = facts
+        fresh = {
+            sys_id: facts
+            for sys_id, facts in usable.items()
+            if facts.not_after - now >= self.lifetime.renew_before
+        }
+        # The map to keep: one that already points at a usable certificate, else the first.
+        pointing = [v for v in verifiers if v.get("sys_certificate") in usable]
+        candidates = pointing or verifiers
+        verifier = candidates[0] if candidates else None
+        target = verifier.get("sys_certificate", "") if verifier is not None else ""
+        certificate_drift = False
+        if target in fresh:
+            chosen = target
+        elif fresh:
+            # A renewal cut short before the map was repointed left a fresh certificate.
+            chosen = max(fresh, key=lambda sys_id: fresh[sys_id].not_after)
+        else:
+            if usable:
+                report.notes.append(f"renewed the certificate of {kid}")
+            elif certificates:
+                # Owned certificates exist but none certifies this key: edited by hand.
+                certificate_drift = True
+                report.notes.append(f"replaced an edited certificate of {kid}")
+            elif verifier is not None or known:
+                certificate_drift = True
+                report.notes.append(f"recreated the deleted certificate of {kid}")
+            else:
+                outcome.created += 1
+            created = self._create_certificate(key, now)
+            chosen = created["sys_id"]
+            made = read_certificate(created.get("pem_certificate", ""))
+            fresh[chosen] = made or CertificateFacts(public, now, now)
+        outcome.repaired += int(certificate_drift)
+        outcome.expires_at = fresh[chosen].not_after
+        kept = [c for c in certificates if c["sys_id"] == chosen]
+        for record in kept:
+            wrong = {f: v for f, v in CERTIFICATE_SETTINGS.items() if record.get(f) != v}
+            if wrong:
+                self._update(CERTIFICATE_TABLE, kid, record, wrong)
+                outcome.repaired += 1
+                report.notes.append(f"repaired {sorted(wrong)} of the certificate of {kid}")
+
+        settings = {
+            "name": servicenow_record_name(self.keyset, kid),
+            "kid": kid,
+            "sys_certificate": chosen,
+            "oauth_jwt": app["sys_id"],
+            "active": "true",
+        }
+        if verifier is None:
+            self._create(VERIFIER_TABLE, settings)
+            if known:
+                outcome.repaired += 1
+                report.notes.append(f"recreated the deleted verifier map of {kid}")
+            else:
+                outcome.created += 1
+        else:
+            wrong = {f: v for f, v in settings.items() if verifier.get(f) != v}
+            if wrong:
+                self._update(VERIFIER_TABLE, kid, verifier, wrong)
+                # Repointing from one of our own certificates (renewal, or a replaced
+                # certificate already counted) is ours; any other change is drift.
+                repointed_from_ours = target in owned_ids or certificate_drift
+                if set(wrong) != {"sys_certificate"} or not repointed_from_ours:
+                    outcome.repaired += 1
+                    report.notes.append(f"repaired {sorted(wrong)} of the map of {kid}")
+        for extra in verifiers:
+            if extra is not verifier:
+                self._delete(VERIFIER_TABLE, kid, extra)
+                outcome.removed += 1
+                outcome.repaired += 1
+                report.notes.append(f"deleted a duplicate verifier map of {kid}")
+        # Certificates no map points at any more: a renewal's predecessor, edited copies.
+        for record in certificates:
+            if record["sys_id"] != chosen:
+                self._delete(CERTIFICATE_TABLE, kid, record)
+                outcome.removed += 1
+        return outcome
+
+    # -- writes (each re-checks ownership) ----------------------------------------------
+
+    def _create_certificate(self, key: ManagedKey, now: float) -> Record:
+        pem = self._make_certificate(key, now)
+        return self._create(
+            CERTIFICATE_TABLE,
+            {
+                "name": servicenow_record_name(self.keyset, key.kid),
+                "pem_certificate": pem,
+                "short_description": (
+                    f"jwtkeys: verifies JWTs of keyset {self.keyset} signed by kid {key.kid}"
+                ),
+                **CERTIFICATE_SETTINGS,
+            },
+        )
+
+    def _create(self, table: str, values: dict[str, str]) -> Record:
+        record = self.client.create(table, values)
+        if not record.get("sys_id"):
+            raise ServiceNowError(f"POST {table}: the created record has no sys_id")
+        LOGGER.info(
+            "servicenow record created",
+            extra={"table": table, "record": values["name"], "sys_id": record["sys_id"]},
+        )
+        return record
+
+    def _update(self, table: str, kid: str, record: Record, values: dict[str, str]) -> None:
+        self._check_owned(table, kid, record)
+        self.client.update(table, record["sys_id"], values)
+        LOGGER.info(
+            "servicenow record repaired",
+            extra={
+                "table": table,
+                "record": record["name"],
+                "sys_id": record["sys_id"],
+                "fields": sorted(values),
+            },
+        )
+
+    def _delete(self, table: str, kid: str, record: Record) -> None:
+        self._check_owned(table, kid, record)
+        self.client.delete(table, record["sys_id"])
+        LOGGER.info(
+            "servicenow record deleted",
+            extra={"table": table, "record": record["name"], "sys_id": record["sys_id"]},
+        )
+
+    def _delete_all(self, table: str, kid: str, records: list[Record]) -> int:
+        for record in records:
+            self._delete(table, kid, record)
+        return len(records)
+
+    def _check_owned(self, table: str, kid: str, record: Record) -> None:
+        # The last guard before a write: never change a record that is not ours.
+        if not self.ownership.owns(record, kid) or not record.get("sys_id"):
+            raise ServiceNowError(
+                f"refusing to change {table} record {record.get('sys_id')!r}: not owned by"
+                f" keyset {self.keyset}"
+            )

@@ -1,0 +1,421 @@
+"""A small client for ServiceNow's Table API and its token endpoint, on requests + urllib3.
+
+Why not pysnc (ServiceNow's own client)? The keeper needs five calls (list, get,
+create, update, delete) on three tables and one form POST to `/oauth_token.do`. pysnc
+would add a dependency (and its import time) to the Lambda layer for a GlideRecord
+abstraction we would not use; it has no retry policy of its own, queries the
+unversioned path (whose empty-list behaviour depends on the instance's default
+version), and its JWT auth does not do the documented `assertion` exchange (see
+servicenow.md). `requests` and `urllib3` are already in the layer, and urllib3's
+`Retry` gives bounded retries with backoff, jitter and Retry-After without hand-rolled
+loops. pysnc stays a development/client-side extra.
+
+Retries (urllib3 `Retry`, subclassed as `ClockRetry`):
+- 429, 500, 502, 503, 504 and connection errors are retried, at most `MAX_RETRIES`
+  times, with exponential backoff plus jitter; Retry-After is honoured. Other 4xx
+  answers are final.
+- GET, PUT, PATCH and DELETE are idempotent here (PATCH sets absolute values; a DELETE
+  retried after it took effect answers 404, which `delete` treats as done). POST
+  creates a record (or consumes a one-time `jti` at the token endpoint), so it is
+  retried only when the instance cannot have processed it: a 429, or a connection
+  that never opened. A POST that fails otherwise fails the tick; the next tick finds
+  what was (or was not) created and converges.
+- A Retry-After beyond `MAX_RETRY_AFTER` is not waited for: the tick fails and the
+  next one (minutes later) tries again, rather than a Lambda sleeping out its timeout.
+- urllib3 sleeps with `time.sleep`; `ClockRetry` overrides `sleep` to wait on the
+  injected `Clock`. That keeps "the clock is a parameter" true for retries too: on a
+  simulated clock the wait advances simulated time (tests and the demo do not stall,
+  and Retry-After is observably honoured), and on the system clock it is a real sleep.
+
+Values are read with `sysparm_exclude_reference_link=true` and no display values, so
+every field is a plain string (a reference is the referenced sys_id). Lists use the
+`v2` path, which answers an empty list (not 404) when nothing matches.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase, HTTPBasicAuth
+from urllib3.connectionpool import ConnectionPool
+from urllib3.response import BaseHTTPResponse
+from urllib3.util.retry import Retry
+
+from ..clock import Clock
+from ..errors import ServiceNowError
+from .secrets import BasicCredentials, SecretSource
+
+LOGGER = logging.getLogger("jwtkeys.servicenow")
+
+CONNECT_TIMEOUT = 3.05
+READ_TIMEOUT = 10.0
+MAX_RETRIES = 4
+BACKOFF_FACTOR = 0.5
+BACKOFF_JITTER = 0.5
+BACKOFF_MAX = 8.0
+MAX_RETRY_AFTER = 30
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+PAGE_SIZE = 1000
+TOKEN_PATH = "/oauth_token.do"  # noqa: S105 (a path)
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+# Renew a client-credentials access token this long before the instance says it ends.
+TOKEN_EXPIRY_MARGIN = 60
+
+Record = dict[str, str]
+
+_DIGITS = re.compile(r"\A\s*[0-9]+\s*\Z")
+
+
+class TokenRefused(ServiceNowError):
+    """The token endpoint refused a grant (401); the real reason is in the instance's log."""
+
+    code = "TokenRefused"
+
+
+class ClockRetry(Retry):
+    """urllib3's Retry, waiting on the injected clock and never retrying an unsafe POST."""
+
+    def __init__(self, *args: Any, clock: Clock | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+
+    def new(self, **kw: Any) -> Self:
+        # urllib3 builds a fresh Retry per attempt; carry the clock along.
+        retry = super().new(**kw)
+        retry.clock = self.clock
+        return retry
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if method.upper() == "POST":
+            # A 429 means the instance refused before doing anything: safe to resend.
+            return status_code == 429 and super().is_retry("GET", status_code, has_retry_after)
+        return super().is_retry(method, status_code, has_retry_after)
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: Any = None,
+    ) -> Self:
+        if response is not None:
+            asked = response.headers.get("Retry-After")
+            if asked is not None and _DIGITS.match(asked) and int(asked) > self.retry_after_max:
+                # Waiting that long would outlast the tick: give up now (urllib3 then
+                # returns this response, and the caller reports the rate limit).
+                exhausted = self.new(total=0)
+                return exhausted.increment(method, url, response, error, _pool, _stacktrace)
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
+        if self.clock is None:
+            super().sleep(response)
+            return
+        if self.respect_retry_after_header and response is not None:
+            retry_after = self.get_retry_after(response)
+            if retry_after:
+                self.clock.sleep(retry_after)
+                return
+        backoff = self.get_backoff_time()
+        if backoff > 0:
+            self.clock.sleep(backoff)
+
+
+def default_retry(clock: Clock) -> ClockRetry:
+    """The retry policy of the module docstring."""
+    return ClockRetry(
+        total=MAX_RETRIES,
+        connect=MAX_RETRIES,
+        read=MAX_RETRIES,
+        status=MAX_RETRIES,
+        other=0,
+        redirect=0,
+        allowed_methods=frozenset({"GET", "PUT", "PATCH", "DELETE"}),
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=BACKOFF_FACTOR,
+        backoff_jitter=BACKOFF_JITTER,
+        backoff_max=BACKOFF_MAX,
+        retry_after_max=MAX_RETRY_AFTER,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+        raise_on_redirect=False,
+        clock=clock,
+    )
+
+
+class _BearerAuth(AuthBase):
+    """`Authorization: Bearer`; the token stays out of reprs."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(<hidden>)"
+
+
+class TableClient:
+    """The Table API and token endpoint of one instance, as the integration user."""
+
+    def __init__(
+        self,
+        instance_url: str,
+        secret: SecretSource,
+        clock: Clock,
+        *,
+        ca_bundle: str | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
+        retry: Retry | None = None,
+    ) -> None:
+        self.instance_url = instance_url.rstrip("/")
+        self._secret = secret
+        self._clock = clock
+        # Passed on every request: a session-level `verify` loses to REQUESTS_CA_BUNDLE.
+        self._verify: str | bool = ca_bundle or True
+        self._timeout = (connect_timeout, read_timeout)
+        self.session = requests.Session()
+        adapter = HTTPAdapter(max_retries=retry or default_retry(clock))
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self._access_token: str | None = None
+        self._token_expires_at = 0.0
+
+    # -- Table API --------------------------------------------------------------------
+
+    def list(self, table: str, query: str, fields: Sequence[str] | None = None) -> list[Record]:
+        """Every record of `table` matching the encoded `query` (all pages).
+
+        Remember that an instance drops conditions on fields it lacks: callers re-check
+        every returned record before acting on it.
+        """
+        records: list[Record] = []
+        offset = 0
+        while True:
+            params = {
+                "sysparm_query": query,
+                "sysparm_limit": str(PAGE_SIZE),
+                "sysparm_offset": str(offset),
+                **_read_params(fields),
+            }
+            body = self._call("GET", table, f"/api/now/v2/table/{table}", params=params)
+            page = _result_list(body, table)
+            records.extend(page)
+            if len(page) < PAGE_SIZE:
+                return records
+            offset += PAGE_SIZE
+
+    def get(self, table: str, sys_id: str, fields: Sequence[str] | None = None) -> Record | None:
+        """One record by sys_id, or None when it does not exist (or is not readable)."""
+        body = self._call(
+            "GET",
+            table,
+            f"/api/now/v2/table/{table}/{sys_id}",
+            params=_read_params(fields),
+            missing_ok=True,
+        )
+        return None if body is None else _result_record(body, table)
+
+    def create(self, table: str, values: Mapping[str, str]) -> Record:
+        """Insert a record; returns it as stored (with its sys_id)."""
+        body = self._call(
+            "POST", table, f"/api/now/v2/table/{table}", params=_read_params(None), json=values
+        )
+        return _result_record(body, table)
+
+    def update(self, table: str, sys_id: str, values: Mapping[str, str]) -> Record:
+        """Set some fields of a record (PATCH: absolute values, so a retry is harmless)."""
+        body = self._call(
+            "PATCH",
+            table,
+            f"/api/now/v2/table/{table}/{sys_id}",
+            params=_read_params(None),
+            json=values,
+        )
+        return _result_record(body, table)
+
+    def delete(self, table: str, sys_id: str) -> bool:
+        """Delete a record; False when it was already gone (so a retry is harmless)."""
+        body = self._call(
+            "DELETE", table, f"/api/now/v2/table/{table}/{sys_id}", missing_ok=True, empty=True
+        )
+        return body is not None
+
+    # -- token endpoint ---------------------------------------------------------------
+
+    def exchange_jwt_bearer(self, client_id: str, client_secret: str, assertion: str) -> str:
+        """Exchange a JWT for an access token (the documented form); TokenRefused on 401."""
+        form = {
+            "grant_type": JWT_BEARER,
+            "assertion": assertion,
+            "client_id": client_id,
+            "client_secret": client_secret,
+        }
+        return self._token_request(form, "jwt-bearer")["access_token"]
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _token_request(self, form: Mapping[str, str], grant: str) -> dict[str, str]:
+        response = self._send("POST", self.instance_url + TOKEN_PATH, data=form, auth=None)
+        if response.status_code == 401:
+            raise TokenRefused(f"{TOKEN_PATH} refused the {grant} grant (HTTP 401)")
+        if response.status_code != 200:
+            raise ServiceNowError(
+                f"{TOKEN_PATH} answered HTTP {response.status_code} to the {grant} grant"
+                f"{_retry_after_note(response)}"
+            )
+        body = _json(response, TOKEN_PATH)
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise ServiceNowError(f"{TOKEN_PATH} answered 200 without an access_token")
+        expires_in = body.get("expires_in", 0)
+        return {
+            "access_token": token,
+            "expires_in": str(expires_in if isinstance(expires_in, int) else 0),
+        }
+
+    def _auth(self) -> AuthBase:
+        credentials = self._secret.get().credentials
+        if isinstance(credentials, BasicCredentials):
+            return HTTPBasicAuth(credentials.username, credentials.password)
+        now = self._clock.now()
+        if self._access_token is None or now >= self._token_expires_at:
+            granted = self._token_request(
+                {
+                    "grant_type": "client_credentials",
+                    "client_id": credentials.client_id,
+                    "client_secret": credentials.client_secret,
+                },
+                "client_credentials",
+            )
+            self._access_token = granted["access_token"]
+            self._token_expires_at = now + max(0, int(granted["expires_in"]) - TOKEN_EXPIRY_MARGIN)
+        return _BearerAuth(self._access_token)
+
+    def _call(
+        self,
+        method: str,
+        table: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Mapping[str, str] | None = None,
+        missing_ok: bool = False,
+        empty: bool = False,
+    ) -> Any:
+        url = self.instance_url + path
+        response = self._send(method, url, params=params, json=json, auth=self._auth())
+        if response.status_code == 401:
+            # The secret (or a cached access token) may have been rotated: read it again once.
+            self._secret.invalidate()
+            self._access_token = None
+            response = self._send(method, url, params=params, json=json, auth=self._auth())
+        if missing_ok and response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise ServiceNowError(
+                f"{method} {table}: HTTP {response.status_code}"
+                f"{_error_detail(response)}{_retry_after_note(response)}"
+            )
+        if empty or response.status_code == 204:
+            return {}
+        return _json(response, f"{method} {table}")
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        auth: AuthBase | None,
+        params: Mapping[str, str] | None = None,
+        json: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        try:
+            return self.session.request(
+                method,
+                url,
+                params=params,
+                json=json,
+                data=data,
+                auth=auth,
+                headers={"Accept": "application/json"},
+                timeout=self._timeout,
+                verify=self._verify,
+                allow_redirects=False,
+            )
+        except requests.RequestException as error:
+            # The exception text names the URL and the cause, never headers or bodies.
+            raise ServiceNowError(
+                f"{method} {_path_of(url)}: {type(error).__name__} after retries"
+            ) from error
+
+
+def _read_params(fields: Sequence[str] | None) -> dict[str, str]:
+    params = {"sysparm_exclude_reference_link": "true", "sysparm_display_value": "false"}
+    if fields:
+        params["sysparm_fields"] = ",".join(fields)
+    return params
+
+
+def _json(response: requests.Response, what: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise ServiceNowError(
+            f"{what}: HTTP {response.status_code} with a body that is not JSON"
+        ) from None
+
+
+def _as_record(value: object, table: str) -> Record:
+    if not isinstance(value, dict):
+        raise ServiceNowError(f"{table}: a result that is not a record")
+    record: Record = {}
+    for name, item in value.items():
+        if isinstance(item, dict):
+            item = item.get("value", "")  # a reference or display/value pair
+        record[str(name)] = "" if item is None else str(item)
+    return record
+
+
+def _result_list(body: Any, table: str) -> list[Record]:
+    result = body.get("result") if isinstance(body, dict) else None
+    if not isinstance(result, list):
+        raise ServiceNowError(f"GET {table}: the answer has no result list")
+    return [_as_record(item, table) for item in result]
+
+
+def _result_record(body: Any, table: str) -> Record:
+    result = body.get("result") if isinstance(body, dict) else None
+    return _as_record(result, table)
+
+
+def _error_detail(response: requests.Response) -> str:
+    try:
+        error = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        return ""
+    if not isinstance(error, dict):
+        return ""
+    message, detail = error.get("message"), error.get("detail")
+    parts = [str(part)[:200] for part in (message, detail) if part]
+    return f" ({': '.join(parts)})" if parts else ""
+
+
+def _retry_after_note(response: requests.Response) -> str:
+    retry_after = response.headers.get("Retry-After")
+    return f"; rate limited, Retry-After {retry_after[:20]} s" if retry_after else ""
+
+
+def _path_of(url: str) -> str:
+    return "/" + url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
