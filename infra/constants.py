@@ -24,6 +24,8 @@ BUILD_CACHE_DIR: Final = PROJECT_ROOT / "build" / "layers"
 
 CONTEXT_KEY: Final = "jwtkeys"
 STACK_NAME_PREFIX: Final = "jwtkeys-"
+# Tag on every resource of a keyset stack (cost allocation, ownership).
+STACK_TAG: Final = "jwtkeys-keyset"
 
 # Development-only subpackages of jwtkeys that never ship in the Lambda layer.
 DEV_ONLY_SUBPACKAGES: Final = ("local", "bench", "cli")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from aws_cdk import CfnOutput, Duration
+from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
@@ -113,8 +113,6 @@ class Keeper(Construct):
         )
         self.schedule = self._tick_schedule(config.policy.tick_interval)
         self._acknowledge_findings(config.keyset, jwks)
-        CfnOutput(self, "FunctionName", value=self.function.function_name)
-        CfnOutput(self, "FailureQueueUrl", value=self.failure_queue.queue_url)
 
     def _grant_bucket_prefixes(self, jwks: JwksDistribution) -> None:
         prefixes = (PUBLIC_PREFIX, STATE_PREFIX)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from aws_cdk import CfnOutput
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
@@ -61,8 +60,6 @@ class Signer(Construct):
         self._grant_direct_invoke(config.direct_invoke_principals)
         self._grant_function_url(sorted(config.function_url_callers))
         self._acknowledge_findings()
-        CfnOutput(self, "FunctionName", value=self.function.function_name)
-        CfnOutput(self, "FunctionUrl", value=self.url.url)
 
     def _grant_direct_invoke(self, principals: Sequence[str]) -> None:
         # A direct invoke carries no caller identity: only the keyset-wide allowlists

@@ -7,10 +7,10 @@ from typing import Any
 from aws_cdk import App, CfnOutput, Environment, Stack, Tags
 from constructs import Construct
 
-from jwtkeys.names import TAG_KEYSET
+from jwtkeys.names import JWKS_OBJECT_KEY
 
 from .config import KeysetConfig, load_stacks
-from .constants import CONTEXT_KEY
+from .constants import CONTEXT_KEY, STACK_TAG
 from .dashboard import Dashboard
 from .jwks_distribution import JwksDistribution
 from .keeper import Keeper
@@ -34,7 +34,9 @@ class KeysetStack(Stack):
             **kwargs,
         )
         self.config = config
-        Tags.of(self).add(TAG_KEYSET, config.keyset)
+        # Not the runtime's `jwtkeys:keyset` tag: that one marks signing keys, and the
+        # alarm topic's KMS key must never look like one of them.
+        Tags.of(self).add(STACK_TAG, config.keyset)
         layers = Layers(self, "Layers")
         self.jwks = JwksDistribution(
             self,
@@ -76,9 +78,26 @@ class KeysetStack(Stack):
             alarms=self.monitoring.alarms,
             servicenow=config.servicenow is not None,
         )
-        CfnOutput(self, "JwksUrl", value=f"{self.jwks.public_base_url}/.well-known/jwks.json")
-        CfnOutput(self, "BucketName", value=self.jwks.bucket.bucket_name)
-        CfnOutput(self, "DistributionId", value=self.jwks.distribution.distribution_id)
+        self._outputs()
+
+    def _outputs(self) -> None:
+        # Stable names: the runbook, the deploy guide and the CLI read these.
+        outputs = {
+            "JwksUrl": f"{self.jwks.public_base_url}/{JWKS_OBJECT_KEY}",
+            "BucketName": self.jwks.bucket.bucket_name,
+            "DistributionId": self.jwks.distribution.distribution_id,
+            "SignerFunctionName": self.signer.function.function_name,
+            "SignerFunctionUrl": self.signer.url.url,
+            "SignerRoleArn": self.signer.role.role_arn,
+            "KeeperFunctionName": self.keeper.function.function_name,
+            "KeeperRoleArn": self.keeper.role.role_arn,
+            "KeeperFailureQueueUrl": self.keeper.failure_queue.queue_url,
+            "AlarmTopicArn": self.monitoring.topic.topic_arn,
+        }
+        if self.keeper.secret:
+            outputs["ServiceNowSecretArn"] = self.keeper.secret.secret_arn
+        for name, value in outputs.items():
+            CfnOutput(self, name, value=value)
 
 
 def build_app(app: App) -> list[KeysetStack]:

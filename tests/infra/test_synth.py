@@ -88,3 +88,18 @@ def test_cdk_cli_synthesizes_offline_into_a_fresh_directory(
         if artifact["type"] == "aws:cloudformation:stack"
     }
     assert stacks == {DEV, PROD}
+
+
+def test_outputs_have_the_stable_names_the_docs_use(prod: Template) -> None:
+    assert set(prod["Outputs"]) >= {
+        "JwksUrl",
+        "BucketName",
+        "DistributionId",
+        "SignerFunctionName",
+        "SignerFunctionUrl",
+        "KeeperFunctionName",
+        "KeeperFailureQueueUrl",
+        "AlarmTopicArn",
+        "ServiceNowSecretArn",
+    }
+    assert prod["Outputs"]["JwksUrl"]["Value"] == "https://keys.example.com/.well-known/jwks.json"
