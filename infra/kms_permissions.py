@@ -3,8 +3,8 @@
 Every sensitive KMS action is bound to the keyset: existing keys by their
 `jwtkeys:keyset` tag (aws:ResourceTag), new keys by the tags in the request
 (aws:RequestTag, aws:TagKeys), aliases by their `alias/jwtkeys/<keyset>/` prefix.
-Only the listing calls that IAM cannot scope (kms:ListAliases, kms:ListKeys,
-tag:GetResources) are on `*`.
+Only the listing calls that IAM cannot scope (kms:ListAliases, kms:ListKeys) are
+on `*`.
 """
 
 from __future__ import annotations
@@ -132,6 +132,14 @@ def keeper_kms_statements(keyset: str, policy: RotationPolicy) -> list[iam.Polic
             conditions=_own_keys(keyset),
         ),
         iam.PolicyStatement(
+            # CreateKey's lockout check requires that the caller could later change the
+            # policy it sets; the keeper also restores a keyset key's policy after tampering.
+            sid="PutKeysetKeyPolicies",
+            actions=["kms:PutKeyPolicy"],
+            resources=[key_arns()],
+            conditions=_own_keys(keyset),
+        ),
+        iam.PolicyStatement(
             sid="DisableKeysetKeys",
             actions=["kms:DisableKey"],
             resources=[key_arns()],
@@ -164,7 +172,7 @@ def keeper_kms_statements(keyset: str, policy: RotationPolicy) -> list[iam.Polic
         iam.PolicyStatement(
             # Listing calls IAM cannot scope to a resource; they reveal no key material.
             sid="ListKeysAndAliases",
-            actions=["kms:ListAliases", "kms:ListKeys", "tag:GetResources"],
+            actions=["kms:ListAliases", "kms:ListKeys"],
             resources=["*"],
         ),
     ]

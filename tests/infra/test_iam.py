@@ -152,6 +152,29 @@ def test_keeper_manages_aliases_only_under_its_prefix(
     assert targets["Condition"] == {"StringEquals": DEV_TAG}
 
 
+def test_keeper_changes_key_policies_only_of_keyset_keys(
+    keeper: dict[str, dict[str, Any]],
+) -> None:
+    statement = keeper["PutKeysetKeyPolicies"]
+
+    assert statement["Action"] == "kms:PutKeyPolicy"
+    assert statement["Resource"] == KEY_ARNS
+    assert statement["Condition"] == {"StringEquals": DEV_TAG}
+
+
+def test_keeper_lists_only_what_iam_cannot_scope(keeper: dict[str, dict[str, Any]]) -> None:
+    unscoped = [s for s in keeper.values() if s["Resource"] == "*"]
+    actions = {a for s in unscoped for a in as_list(s["Action"])}
+
+    assert actions == {
+        "kms:CreateKey",
+        "kms:ListAliases",
+        "kms:ListKeys",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+    }
+
+
 def test_keeper_disables_and_deletes_only_keyset_keys_within_the_window(
     keeper: dict[str, dict[str, Any]],
 ) -> None:
