@@ -200,3 +200,22 @@ class Layers(Construct):
     @property
     def all(self) -> list[lambda_.ILayerVersion]:
         return [self.core, self.deps]
+
+
+def staged_size(stage: Callable[[Path], object]) -> tuple[int, int]:
+    """(bytes, files) of a layer as Lambda unzips it, staged into a scratch folder."""
+    with tempfile.TemporaryDirectory() as scratch:
+        stage(Path(scratch))
+        files = [path for path in Path(scratch).rglob("*") if path.is_file()]
+        return sum(path.stat().st_size for path in files), len(files)
+
+
+def main() -> None:
+    """Print both layers' unzipped sizes (`python -m infra.layers`), for the README."""
+    for name, stage in (("core", stage_core_layer), ("deps", build_deps_layer)):
+        size, files = staged_size(stage)
+        print(f"{name}: {size / 1_000_000:.2f} MB unzipped in {files} files")
+
+
+if __name__ == "__main__":
+    main()
