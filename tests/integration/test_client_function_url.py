@@ -142,7 +142,7 @@ def function_url(stack: LocalStack) -> Iterator[FunctionUrl]:
         metrics=MetricsRecorder(SIGNER_SERVICE, stack.config.keyset, write=lambda _: None),
     )
     server = _serve(quiet, seen)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield FunctionUrl(f"http://127.0.0.1:{server.server_port}/", seen)
