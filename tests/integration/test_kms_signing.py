@@ -82,10 +82,7 @@ def test_tokens_made_through_kms_verify_independently_and_any_altered_byte_fails
             decoded_changed = True
         if decoded_changed:
             # jwcrypto tolerates non-canonical base64 (same bytes); any real change fails.
-            independent = jose_jws.JWS()
-            with pytest.raises(Exception):
-                independent.deserialize(altered)
-                independent.verify(verifier, alg=alg)
+            assert not _jwcrypto_accepts(altered, verifier, alg), (index, altered)
 
 
 def test_a_large_signing_input_is_signed_as_a_digest(
