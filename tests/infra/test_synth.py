@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.infra.conftest import DEV, PROD, PROJECT_ROOT, Synth, Template, resources
+from tests.infra.conftest import (
+    DEV,
+    PROD,
+    PROJECT_ROOT,
+    Synth,
+    Template,
+    cdk_json_context,
+    resources,
+)
 
 # Properties that give a resource a name of its own in the account.
 NAME_PROPERTIES = ("AlarmName", "DashboardName", "Name", "FunctionName", "RoleName", "TopicName")
@@ -103,3 +111,31 @@ def test_outputs_have_the_stable_names_the_docs_use(prod: Template) -> None:
         "ServiceNowSecretArn",
     }
     assert prod["Outputs"]["JwksUrl"]["Value"] == "https://keys.example.com/.well-known/jwks.json"
+
+
+def test_cdk_cli_refuses_an_unsafe_policy_with_the_lifecycle_message(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    # Given a project folder whose cdk.json sets a prepublish window shorter than
+    # two JWKS cache lifetimes plus a tick
+    context = cdk_json_context()
+    context["jwtkeys"]["stacks"]["dev"]["policy"]["prepublish_window"] = 300
+    app = f"{PROJECT_ROOT / '.venv' / 'bin' / 'python'} {PROJECT_ROOT / 'app.py'}"
+    (tmp_path / "cdk.json").write_text(json.dumps({"app": app, "context": context}))
+
+    # When the CDK CLI synthesizes it
+    result = subprocess.run(
+        [str(PROJECT_ROOT / "node_modules" / ".bin" / "cdk"), "synth", "--quiet"],
+        cwd=tmp_path,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+    # Then synth fails, naming the inequality that does not hold
+    assert result.returncode != 0
+    assert "UnsafePolicy" in result.stderr
+    assert "prepublish_window >= 2 x jwks_max_age + tick_interval" in result.stderr
+    assert not (tmp_path / "cdk.out" / "manifest.json").exists()
