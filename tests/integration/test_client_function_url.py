@@ -138,7 +138,8 @@ def function_url(stack: LocalStack) -> Iterator[FunctionUrl]:
         stack.signer_env(),
         stack.kms,
         stack.clock,
-        logger=Logger(service=SIGNER_SERVICE, stream=io.StringIO()),
+        # Its own logger name: Powertools keeps the first handler configured per name.
+        logger=Logger(service="jwtkeys-function-url-test", stream=io.StringIO()),
         metrics=MetricsRecorder(SIGNER_SERVICE, stack.config.keyset, write=lambda _: None),
     )
     server = _serve(quiet, seen)

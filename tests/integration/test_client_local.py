@@ -3,11 +3,14 @@ KMS Sign calls counted at the endpoint, tokens verified against the published JW
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from typing import Any
 
 import pytest
 
+from jwtkeys.cli import main as cli_main
 from jwtkeys.client import IssuedToken, LocalInvoker, TokenClient
 from jwtkeys.clock import SimulatedClock
 from jwtkeys.errors import InvalidRequest, PolicyViolation
@@ -132,3 +135,58 @@ def test_fresh_tokens_are_each_signed(client: TokenClient, local_aws: LocalAws) 
     fresh = [client.fresh_token("svc-orders", AUDIENCE) for _ in range(3)]
     assert len({t.jti for t in fresh}) == 3
     assert kms_signs(local_aws) == 3
+
+
+# -- jwtkeys sign --local -------------------------------------------------------------
+
+
+@pytest.fixture
+def signer_env(stack: LocalStack, local_aws_env: LocalAws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signing function's environment, and boto3 pointed at the local endpoint."""
+    stack.keeper_service().handle({"action": "tick"})
+    for name, value in stack.signer_env().items():
+        monkeypatch.setenv(name, value)
+
+
+def test_sign_cli_local_prints_a_token_that_verifies(
+    stack: LocalStack, signer_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exit_code = cli_main(
+        ["sign", "--local", "--subject", "svc-orders", "--audience", AUDIENCE, "--ttl", "90"]
+    )
+    out = capsys.readouterr()
+    assert exit_code == 0, out.err
+    assert out.err == ""
+    answer = json.loads(out.out)  # stdout holds the JSON alone: no logs, no EMF
+    claims = verify_token(
+        answer["token"],
+        load_jwks(stack.jwks_url),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        now=time.time(),  # --local signs on the real clock
+    )
+    assert claims["exp"] - claims["iat"] == 90
+    assert claims["jti"] == answer["jti"]
+
+
+def test_sign_cli_local_refusal_is_one_line(
+    signer_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exit_code = cli_main(["sign", "--local", "--subject", "intruder", "--audience", AUDIENCE])
+    out = capsys.readouterr()
+    assert exit_code == 1
+    assert out.out == ""
+    assert out.err == (
+        "jwtkeys sign: refused: PolicyViolation: subject_not_allowed: "
+        "subject is not in the keyset's allowlist\n"
+    )
+
+
+def test_sign_cli_local_without_signer_settings_is_bad_usage(
+    local_aws_env: LocalAws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("JWTKEYS_KEYSET", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["sign", "--local", "--subject", "svc-orders", "--audience", AUDIENCE])
+    assert exited.value.code == 2
+    assert "JWTKEYS_KEYSET" in capsys.readouterr().err

@@ -80,6 +80,7 @@ def sign(*args: str) -> list[str]:
         ["sign", "--subject", "svc-a", "--url", "https://x.lambda-url.us-east-1.on.aws/"],
         ["sign", "--subject", "", "--audience", "aud", "--function", "f"],
         sign("--function", "f", "--url", "https://x.lambda-url.us-east-1.on.aws/"),
+        sign("--local", "--function", "f"),
         sign("--function", "f", "--claims", "{not json"),
         sign("--function", "f", "--claims", "[1, 2]"),
         sign("--function", "f", "--ttl", "0"),

@@ -2,8 +2,10 @@
 
 The target is the deployed function, by Lambda Invoke (`--function NAME_OR_ARN`, or
 the JWTKEYS_SIGN_FUNCTION environment variable) or by its IAM-authenticated Function
-URL (`--url`). AWS credentials and region come from the usual boto3 sources; a
-local run reaches the local endpoint through AWS_ENDPOINT_URL.
+URL (`--url`); or `--local`: the signing function's own code run in this process,
+configured from the signer's environment variables (JWTKEYS_KEYSET, JWTKEYS_ISSUER,
+...) as the function reads them, for the local stack (AWS_ENDPOINT_URL). AWS
+credentials and region come from the usual boto3 sources.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import sys
 from typing import Any
 
-from ..errors import RequestRefused, SigningUnavailable
+from ..errors import ConfigurationError, RequestRefused, SigningUnavailable
 
 EXIT_ISSUED = 0
 EXIT_REFUSED = 1
@@ -45,6 +47,11 @@ def register(subparsers: Any) -> None:
         help=f"the signing function, by Lambda Invoke (default: ${FUNCTION_ENV})",
     )
     target.add_argument("--url", metavar="URL", help="the signing function's Function URL")
+    target.add_argument(
+        "--local",
+        action="store_true",
+        help="run the signing code here, configured from the signer's environment variables",
+    )
     parser.add_argument(
         "--region", metavar="REGION", help="AWS region (default: boto3's, or the URL's)"
     )
@@ -53,15 +60,20 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Sign and report: the function's JSON on stdout, or one reason line on stderr."""
-    function = args.function or (None if args.url else os.environ.get(FUNCTION_ENV))
-    if not args.url and not function:
-        args.parser.error(f"give --function or --url (or set {FUNCTION_ENV})")
+    function = args.function
+    if not (args.url or args.local or function):
+        function = os.environ.get(FUNCTION_ENV)
+        if not function:
+            args.parser.error(f"give --function, --url or --local (or set {FUNCTION_ENV})")
     from botocore.exceptions import BotoCoreError
 
     try:
-        invoker = _invoker(function, args.url, args.region)
-    except (ValueError, BotoCoreError) as error:
-        # A bad URL or no region: the command line (or its environment) is incomplete.
+        invoker = (
+            _local_invoker(args.region) if args.local else _invoker(function, args.url, args.region)
+        )
+    except (ValueError, BotoCoreError, ConfigurationError) as error:
+        # A bad URL, no region, a missing signer setting: the command line (or its
+        # environment) is incomplete.
         args.parser.error(str(error))
     payload: dict[str, Any] = {"subject": args.subject, "audience": args.audience}
     if args.claims is not None:
@@ -89,6 +101,36 @@ def _invoker(function: str | None, url: str | None, region: str | None) -> Any:
         return FunctionUrlInvoker(url, session, region)
     assert function is not None
     return LambdaInvoker(function, session.client("lambda"))
+
+
+def _local_invoker(region: str | None) -> Any:
+    import io
+
+    import boto3
+    from aws_lambda_powertools import Logger
+
+    from .. import metrics_catalog, names
+    from ..client.invokers import LocalInvoker
+    from ..clock import SystemClock
+    from ..observability import MetricsRecorder
+    from ..sign_service import SignService
+
+    # The function's logs and EMF metrics would mix with the JSON on stdout and the one
+    # line on stderr that scripts read; a command-line run has nowhere to ship them.
+    # A logger name of its own: Powertools configures one handler per name, and the
+    # first configuration wins for every later Logger of that name in the process.
+    service = SignService.create(
+        os.environ,
+        boto3.Session(region_name=region).client("kms"),
+        SystemClock(),
+        logger=Logger(service="jwtkeys-sign-cli", stream=io.StringIO()),
+        metrics=MetricsRecorder(
+            metrics_catalog.SIGNER_SERVICE,
+            os.environ.get(names.ENV_KEYSET, ""),
+            write=lambda _: None,
+        ),
+    )
+    return LocalInvoker(service)
 
 
 def _refused(name: str, message: str) -> int:
