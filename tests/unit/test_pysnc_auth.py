@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 import pysnc
 import pytest
 import requests
+from botocore.exceptions import ClientError
 from requests.adapters import BaseAdapter
 
 from jwtkeys.client import IssuedToken
@@ -324,8 +325,10 @@ class Secrets:
         return {} if self.secret is None else {"SecretString": self.secret}
 
 
-def secret_auth(secret: str | None, client_id: str | None = None) -> tuple[Any, Transport, Secrets]:
-    exchange, secrets = Transport(token_endpoint()), Secrets(secret)
+def secret_auth(
+    secret: str | None, client_id: str | None = None, secrets: Secrets | None = None
+) -> tuple[Any, Transport, Secrets]:
+    exchange, secrets = Transport(token_endpoint()), secrets or Secrets(secret)
     http = requests.Session()
     http.mount("https://", exchange)
     auth = ServiceNowJwtBearerAuth(
@@ -379,3 +382,44 @@ def test_unusable_secrets_are_configuration_errors(
     with pytest.raises(ConfigurationError):
         auth.access_token()
     assert exchange.sent == []
+
+
+def test_a_secret_that_cannot_be_read_is_a_configuration_error() -> None:
+    class Missing(Secrets):
+        def get_secret_value(self, SecretId: str) -> dict[str, Any]:
+            raise ClientError(
+                {"Error": {"Code": "ResourceNotFoundException", "Message": "not found"}},
+                "GetSecretValue",
+            )
+
+    auth, exchange, _ = secret_auth(None, "given", Missing(None))
+    with pytest.raises(ConfigurationError, match="ResourceNotFoundException"):
+        auth.access_token()
+    assert exchange.sent == []
+
+
+@pytest.mark.timeout(20)
+def test_the_session_carrying_the_auth_can_also_do_the_exchange() -> None:
+    # One session for both: the exchange request must not wait for a token itself.
+    exchanges = token_endpoint()
+
+    def instance(request: requests.PreparedRequest) -> tuple[int, object]:
+        if str(request.url).endswith("/oauth_token.do"):
+            assert "Authorization" not in request.headers
+            return exchanges(request)
+        return 200, {"result": [{"auth": request.headers["Authorization"]}]}
+
+    session = requests.Session()
+    session.mount("https://", Transport(instance))
+    auth = ServiceNowJwtBearerAuth(
+        INSTANCE,
+        FreshTokens(),
+        "svc-a",
+        client_id="cid",
+        client_secret="csecret",
+        clock=SimulatedClock(1_800_000_000),
+        http=session,
+    )
+    session.auth = auth
+    answer = session.get(f"{INSTANCE}/api/now/table/sys_user").json()
+    assert answer == {"result": [{"auth": "Bearer access-1"}]}

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
+from botocore.exceptions import BotoCoreError, ClientError
 from requests.cookies import extract_cookies_to_jar
 from requests.hooks import default_hooks
 
@@ -167,6 +168,11 @@ class ServiceNowJwtBearerAuth(requests.auth.AuthBase):
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         if _origin(request.url or "") != self._origin:
             return request
+        if (request.url or "").split("?")[0] == self.token_url:
+            # The exchange itself (when `http` is the session this auth is on): it
+            # carries its own credentials, and asking for a token here would wait on
+            # the exchange in progress forever.
+            return request
         request.headers["Authorization"] = f"Bearer {self.access_token()}"
         body: Any = request.body
         # A streamed body is read by the first send: remember where to rewind to.
@@ -250,7 +256,12 @@ class ServiceNowJwtBearerAuth(requests.auth.AuthBase):
             import boto3
 
             client = self._secrets_client = boto3.client("secretsmanager")
-        secret = client.get_secret_value(SecretId=self._secret_id).get("SecretString")
+        try:
+            secret = client.get_secret_value(SecretId=self._secret_id).get("SecretString")
+        except (ClientError, BotoCoreError) as error:
+            raise ConfigurationError(
+                f"secret {self._secret_id} could not be read: {error}"
+            ) from error
         if not secret:
             raise ConfigurationError(f"secret {self._secret_id} has no SecretString")
         try:
