@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from aws_cdk import Duration
@@ -18,10 +17,7 @@ from constructs import Construct
 from jwtkeys.names import (
     ENV_BUCKET,
     ENV_DISTRIBUTION_ID,
-    ENV_ISSUER,
     ENV_KEEPER_ROLE_ARN,
-    ENV_KEYSET,
-    ENV_POLICY,
     ENV_PUBLIC_BASE_URL,
     ENV_SERVICENOW_CANARY_SUBJECT,
     ENV_SERVICENOW_CLIENT_ID,
@@ -45,7 +41,7 @@ from .constants import (
 )
 from .jwks_distribution import JwksDistribution
 from .kms_permissions import keeper_kms_statements
-from .lambda_defaults import FunctionSpec, execution_role, python_function
+from .lambda_defaults import FunctionSpec, execution_role, keyset_environment, python_function
 from .nag import KMS_KEY_ARN_FINDING, acknowledge, logical_id
 
 KEEPER_SPEC = FunctionSpec(
@@ -80,9 +76,7 @@ class Keeper(Construct):
             self._servicenow_secret(config.keyset, config.servicenow) if config.servicenow else None
         )
         environment = {
-            ENV_KEYSET: config.keyset,
-            ENV_ISSUER: config.issuer,
-            ENV_POLICY: json.dumps(config.policy.to_mapping(), sort_keys=True),
+            **keyset_environment(config),
             ENV_BUCKET: jwks.bucket.bucket_name,
             ENV_PUBLIC_BASE_URL: jwks.public_base_url,
             ENV_DISTRIBUTION_ID: jwks.distribution.distribution_id,

@@ -14,15 +14,12 @@ from jwtkeys.names import (
     ENV_ALLOWED_SUBJECTS,
     ENV_CALLER_RULES,
     ENV_DEFAULT_TTL,
-    ENV_ISSUER,
-    ENV_KEYSET,
-    ENV_POLICY,
 )
 
 from .config import KeysetConfig
 from .constants import SIGNER_MEMORY_MB, SIGNER_SERVICE_NAME, SIGNER_TIMEOUT_SECONDS
 from .kms_permissions import signer_statements
-from .lambda_defaults import FunctionSpec, execution_role, python_function
+from .lambda_defaults import FunctionSpec, execution_role, keyset_environment, python_function
 from .nag import KMS_KEY_ARN_FINDING, acknowledge
 
 SIGNER_SPEC = FunctionSpec(
@@ -106,9 +103,7 @@ class Signer(Construct):
 
 def _environment(config: KeysetConfig) -> dict[str, str]:
     return {
-        ENV_KEYSET: config.keyset,
-        ENV_ISSUER: config.issuer,
-        ENV_POLICY: json.dumps(config.policy.to_mapping(), sort_keys=True),
+        **keyset_environment(config),
         ENV_ALLOWED_AUDIENCES: json.dumps(list(config.allowed_audiences)),
         ENV_ALLOWED_SUBJECTS: json.dumps(list(config.allowed_subjects)),
         ENV_DEFAULT_TTL: str(config.default_ttl),
