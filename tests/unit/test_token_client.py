@@ -89,6 +89,26 @@ def in_threads(count: int, target: Callable[[], Any]) -> list[Any]:
     return results
 
 
+def crowd(invoker: GatedInvoker, count: int, target: Callable[[], Any]) -> list[Any]:
+    """`in_threads`, with the gated function released once every thread is surely waiting.
+
+    Correct single-flight never depends on the delay: a thread arriving after the
+    release finds the token cached.
+    """
+
+    def release_later() -> None:
+        assert invoker.entered.wait(timeout=10)
+        time.sleep(0.2)
+        invoker.release.set()
+
+    releaser = threading.Thread(target=release_later)
+    releaser.start()
+    try:
+        return in_threads(count, target)
+    finally:
+        releaser.join()
+
+
 # -- cache --------------------------------------------------------------------------
 
 
@@ -256,15 +276,7 @@ def test_concurrent_callers_share_one_request(clock: SimulatedClock) -> None:
     client = TokenClient(invoker, clock=clock)
 
     # When 16 threads ask for the same token while the first request is in flight
-    def release_later() -> None:
-        assert invoker.entered.wait(timeout=10)
-        time.sleep(0.2)  # every thread has long reached get_token by then
-        invoker.release.set()
-
-    releaser = threading.Thread(target=release_later)
-    releaser.start()
-    results = in_threads(16, lambda: client.get_token("svc-a", "aud"))
-    releaser.join()
+    results = crowd(invoker, 16, lambda: client.get_token("svc-a", "aud"))
 
     # Then one request served them all
     assert invoker.calls == 1
@@ -302,15 +314,8 @@ def test_an_error_reaches_every_waiter_and_nothing_is_cached(clock: SimulatedClo
     invoker = GatedInvoker(clock, error=refusal)
     client = TokenClient(invoker, clock=clock)
 
-    def release_later() -> None:
-        assert invoker.entered.wait(timeout=10)
-        time.sleep(0.2)
-        invoker.release.set()
-
-    releaser = threading.Thread(target=release_later)
-    releaser.start()
-    results = in_threads(8, lambda: client.get_token("svc-a", "aud"))
-    releaser.join()
+    # When 8 threads ask for the same token while that request is in flight
+    results = crowd(invoker, 8, lambda: client.get_token("svc-a", "aud"))
 
     # Then every caller got the refusal from the one request
     assert invoker.calls == 1
