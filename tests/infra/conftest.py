@@ -140,7 +140,9 @@ def as_list(value: Any) -> list[Any]:
 
 @pytest.fixture
 def cli_env() -> dict[str, str]:
-    """An environment for the CDK CLI: the venv first on PATH, no AWS credentials."""
+    """An environment for the CDK CLI: the venv first on PATH, no AWS settings at all."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "CDK_"))}
     env["PATH"] = f"{PROJECT_ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    # Offline: no telemetry (cdk.json says so too, this covers a copied cdk.json).
+    env["CDK_DISABLE_CLI_TELEMETRY"] = "true"
     return env

@@ -121,7 +121,9 @@ def test_cdk_cli_refuses_an_unsafe_policy_with_the_lifecycle_message(
     context = cdk_json_context()
     context["jwtkeys"]["stacks"]["dev"]["policy"]["prepublish_window"] = 300
     app = f"{PROJECT_ROOT / '.venv' / 'bin' / 'python'} {PROJECT_ROOT / 'app.py'}"
-    (tmp_path / "cdk.json").write_text(json.dumps({"app": app, "context": context}))
+    (tmp_path / "cdk.json").write_text(
+        json.dumps({"app": app, "notices": False, "context": context})
+    )
 
     # When the CDK CLI synthesizes it
     result = subprocess.run(
@@ -139,3 +141,12 @@ def test_cdk_cli_refuses_an_unsafe_policy_with_the_lifecycle_message(
     assert "UnsafePolicy" in result.stderr
     assert "prepublish_window >= 2 x jwks_max_age + tick_interval" in result.stderr
     assert not (tmp_path / "cdk.out" / "manifest.json").exists()
+
+
+def test_cdk_json_keeps_the_cli_offline() -> None:
+    # Synth must need no network: no notices fetch, no telemetry upload.
+    cdk_json = json.loads((PROJECT_ROOT / "cdk.json").read_text())
+
+    assert cdk_json["app"] == ".venv/bin/python app.py"
+    assert cdk_json["notices"] is False
+    assert cdk_json["context"]["cli-telemetry"] is False
