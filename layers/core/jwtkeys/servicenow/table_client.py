@@ -111,7 +111,8 @@ class ClockRetry(Retry):
                 # Waiting that long would outlast the tick: give up now (urllib3 then
                 # returns this response, and the caller reports the rate limit).
                 exhausted = self.new(total=0)
-                return exhausted.increment(method, url, response, error, _pool, _stacktrace)
+                # Retry's own increment (not ours again): it finds the budget spent.
+                return Retry.increment(exhausted, method, url, response, error, _pool, _stacktrace)
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
@@ -246,9 +247,7 @@ class TableClient:
 
     def delete(self, table: str, sys_id: str) -> bool:
         """Delete a record; False when it was already gone (so a retry is harmless)."""
-        body = self._call(
-            "DELETE", table, f"/api/now/v2/table/{table}/{sys_id}", missing_ok=True, empty=True
-        )
+        body = self._call("DELETE", table, f"/api/now/v2/table/{table}/{sys_id}", missing_ok=True)
         return body is not None
 
     # -- token endpoint ---------------------------------------------------------------
@@ -311,7 +310,6 @@ class TableClient:
         params: Mapping[str, str] | None = None,
         json: Mapping[str, str] | None = None,
         missing_ok: bool = False,
-        empty: bool = False,
     ) -> Any:
         url = self.instance_url + path
         response = self._send(method, url, params=params, json=json, auth=self._auth())
@@ -327,8 +325,10 @@ class TableClient:
                 f"{method} {table}: HTTP {response.status_code}"
                 f"{_error_detail(response)}{_retry_after_note(response)}"
             )
-        if empty or response.status_code == 204:
+        if response.status_code == 204:
             return {}
+        # Any other success must carry JSON: a 200 with a cut-off body is a failure, not
+        # a success whose answer we ignore (a DELETE answered so may not have happened).
         return _json(response, f"{method} {table}")
 
     def _send(
