@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 # Each module defines `register(subparsers)`, which adds its parser and sets `run`,
 # a function (argparse.Namespace) -> exit code.
-COMMAND_MODULES: tuple[str, ...] = ("verify", "sign")
+COMMAND_MODULES: tuple[str, ...] = ("verify", "sign", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

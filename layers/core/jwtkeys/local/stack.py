@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_lambda_powertools import Logger
+
 from .. import names
 from ..clock import Clock
 from ..keeper_service import KeeperClients, KeeperService, TrustFactory, no_trust
@@ -125,16 +127,22 @@ class LocalStack:
         }
 
     def sign_service(
-        self, metrics: MetricsRecorder | None = None, **kms_options: Any
+        self,
+        metrics: MetricsRecorder | None = None,
+        logger: Logger | None = None,
+        **kms_options: Any,
     ) -> SignService:
         """The signing function's service over the local endpoint."""
         kms = self.aws.client("kms", **kms_options) if kms_options else self.kms
-        return SignService.create(self.signer_env(), kms, self.clock, metrics=metrics)
+        return SignService.create(
+            self.signer_env(), kms, self.clock, logger=logger, metrics=metrics
+        )
 
     def keeper_service(
         self,
         trust_factory: TrustFactory = no_trust,
         metrics: MetricsRecorder | None = None,
+        logger: Logger | None = None,
         **client_options: Any,
     ) -> KeeperService:
         """The keeper function's service over the local endpoint."""
@@ -144,5 +152,10 @@ class LocalStack:
             s3=self.aws.client("s3", **client_options),
         )
         return KeeperService.create(
-            settings, clients, self.clock, trust_factory=trust_factory, metrics=metrics
+            settings,
+            clients,
+            self.clock,
+            trust_factory=trust_factory,
+            metrics=metrics,
+            logger=logger,
         )

@@ -1,0 +1,71 @@
+"""The demo end to end: every step passes and its artifacts satisfy the contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jwtkeys.cli import main
+from jwtkeys.local.demo import DEMO_POLICY, check_artifacts
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--out", str(out)]) == 0
+    return out
+
+
+def test_every_step_passed(demo_out: Path) -> None:
+    summary = json.loads((demo_out / "summary.json").read_text())
+    assert summary["ok"] is True
+    assert all(step["ok"] for step in summary["steps"])
+    assert len(summary["steps"]) >= 10
+
+
+def test_tokens_cover_a_rotation_a_retirement_and_a_revocation(demo_out: Path) -> None:
+    tokens = json.loads((demo_out / "tokens.json").read_text())
+    fields = {
+        "token",
+        "kid",
+        "alg",
+        "issuer",
+        "audience",
+        "subject",
+        "issued_at",
+        "expires_at",
+        "signed_while",
+        "servicenow_exchange",
+        "key_revoked",
+    }
+    assert all(set(token) == fields for token in tokens)
+    assert len({token["kid"] for token in tokens}) >= 3
+    assert {token["signed_while"] for token in tokens} == {"current", "previous"}
+    assert {"ok", "refused"} <= {token["servicenow_exchange"] for token in tokens}
+    assert any(token["key_revoked"] for token in tokens)
+    assert all(isinstance(token["issued_at"], int) for token in tokens)
+
+
+def test_artifacts_read_back_satisfy_i1_and_i2(demo_out: Path) -> None:
+    history = json.loads((demo_out / "jwks-history.json").read_text())
+    tokens = json.loads((demo_out / "tokens.json").read_text())
+    assert check_artifacts(history, tokens, DEMO_POLICY.clock_skew) == []
+    assert [entry["at"] for entry in history] == sorted(entry["at"] for entry in history)
+    final = json.loads((demo_out / "jwks.json").read_text())
+    assert final == history[-1]["jwks"]
+    for key in final["keys"]:
+        assert key["use"] == "sig"
+        assert not {"d", "p", "q"} & set(key)
+
+
+def test_servicenow_records_match_the_published_keys(demo_out: Path) -> None:
+    servicenow = json.loads((demo_out / "servicenow.json").read_text())
+    final = json.loads((demo_out / "jwks.json").read_text())
+    kids = {key["kid"] for key in final["keys"]}
+    assert set(servicenow) == {"sys_certificate", "jwt_verifier_map", "oauth_jwt"}
+    assert {row["kid"] for row in servicenow["jwt_verifier_map"]} == kids
+    assert {row["name"] for row in servicenow["sys_certificate"]} == {
+        f"jwtkeys/demo/{kid}" for kid in kids
+    }
