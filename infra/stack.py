@@ -86,6 +86,8 @@ class KeysetStack(Stack):
             "JwksUrl": f"{self.jwks.public_base_url}/{JWKS_OBJECT_KEY}",
             "BucketName": self.jwks.bucket.bucket_name,
             "DistributionId": self.jwks.distribution.distribution_id,
+            # With a custom domain, its DNS record (CNAME or alias) points here.
+            "DistributionDomainName": self.jwks.distribution.distribution_domain_name,
             "SignerFunctionName": self.signer.function.function_name,
             "SignerFunctionUrl": self.signer.url.url,
             "SignerRoleArn": self.signer.role.role_arn,

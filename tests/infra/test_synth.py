@@ -103,6 +103,7 @@ def test_outputs_have_the_stable_names_the_docs_use(prod: Template) -> None:
         "JwksUrl",
         "BucketName",
         "DistributionId",
+        "DistributionDomainName",
         "SignerFunctionName",
         "SignerFunctionUrl",
         "KeeperFunctionName",
