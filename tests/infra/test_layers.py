@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -64,3 +68,51 @@ def test_deps_requirements_are_the_runtime_pins_of_pyproject() -> None:
     ]
 
     assert pins == pyproject["project"]["dependencies"]
+
+
+def _jwtkeys_imports(handler: Path) -> list[str]:
+    tree = ast.parse(handler.read_text())
+    return sorted(
+        {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("jwtkeys")
+        }
+    )
+
+
+def test_handlers_need_nothing_the_core_layer_leaves_out(synth: Synth) -> None:
+    # Given only the staged core layer on the path (deps come from this venv)
+    core = _layer_dir(synth, "LayersCore") / "python"
+    modules = [
+        module
+        for function in ("sign", "keeper")
+        for module in _jwtkeys_imports(PROJECT_ROOT / "functions" / function / "handler.py")
+    ]
+    assert modules, "the handlers import nothing from jwtkeys?"
+    script = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "import jwtkeys\n"
+        "print(jwtkeys.__file__)\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('jwtkeys.local', 'jwtkeys.bench',"
+        " 'jwtkeys.cli'))))\n"
+    )
+
+    # When every jwtkeys module the handlers import is imported
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": str(core)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    # Then all resolve inside the layer, and no dev-only module was needed
+    assert result.returncode == 0, result.stderr[-3000:]
+    origin, dev_only = result.stdout.splitlines()
+    assert origin.startswith(str(core))
+    assert dev_only == "[]"
