@@ -1,0 +1,228 @@
+"""End to end: the real keeper and signer, the real ServiceNow wiring, the emulated instance.
+
+The keeper builds its trust target exactly as the Lambda does
+(`jwtkeys.servicenow_wiring.servicenow_trust` -> `ServiceNowTrust.from_settings`, with
+boto3 pointed at the local AWS endpoint by the environment), on the emulator's own
+simulated clock. Tokens come from the signing service and are exchanged at the
+emulator's `/oauth_token.do` as a ServiceNow client would.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import requests
+
+from jwtkeys.clock import SimulatedClock
+from jwtkeys.keeper_service import KeeperService
+from jwtkeys.local.aws_endpoint import LocalAws
+from jwtkeys.local.invariants import IssuedRecord, check_invariants
+from jwtkeys.local.stack import LocalStack
+from jwtkeys.observability import MetricsRecorder
+from jwtkeys.servicenow_wiring import servicenow_trust
+
+from ..integration.test_servicenow_sync_support import (
+    CANARY_EMAIL,
+    SERVICE_EMAIL,
+    Instance,
+    exchange,
+    instance,
+    make_stack,
+    put_secret,
+    secret_value,
+    servicenow_env,
+)
+from ..servicenow_fixtures import CLIENT_ID
+from ..stack_fixtures import FAST_POLICY
+
+__all__ = ["instance"]  # a fixture used by this module
+
+STEP = 1800
+
+
+@dataclass
+class Token:
+    token: str
+    kid: str
+    issued_at: float
+    expires_at: float
+    used: bool = False
+
+
+@dataclass
+class Deployment:
+    stack: LocalStack
+    keeper: KeeperService
+    instance: Instance
+    clock: SimulatedClock
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+    def tick(self, action: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.keeper.handle(action or {"action": "tick"})
+
+    def sign(self, ttl: int = FAST_POLICY.max_token_ttl) -> Token:
+        response = self.stack.sign_service().handle(
+            {"subject": SERVICE_EMAIL, "audience": CLIENT_ID, "ttl_seconds": ttl}
+        )
+        now = self.clock.now()
+        return Token(str(response["token"]), str(response["kid"]), now, now + ttl)
+
+    def metric(self, name: str) -> list[float]:
+        """Every value the keeper emitted for `name` (EMF writes one value or a list)."""
+        values: list[float] = []
+        for doc in self.metrics:
+            value = doc.get(name)
+            if value is not None:
+                values.extend(float(v) for v in (value if isinstance(value, list) else [value]))
+        return values
+
+
+@pytest.fixture
+def deployment(
+    local_aws_env: LocalAws, instance: Instance, servicenow_clock: SimulatedClock
+) -> Deployment:
+    secret = put_secret(local_aws_env, secret_value())
+    stack = make_stack(local_aws_env, servicenow_clock, servicenow_env(instance.emulator, secret))
+    metrics: list[dict[str, Any]] = []
+    recorder = MetricsRecorder(
+        "jwtkeys-keeper", "test", write=lambda line: metrics.append(json.loads(line))
+    )
+    keeper = stack.keeper_service(trust_factory=servicenow_trust, metrics=recorder)
+    return Deployment(stack, keeper, instance, servicenow_clock, metrics)
+
+
+def _ledger(tokens: list[Token], revoked: frozenset[str] = frozenset()) -> list[IssuedRecord]:
+    return [IssuedRecord(t.kid, t.issued_at, t.expires_at, t.kid in revoked) for t in tokens]
+
+
+def test_tokens_of_old_and_new_keys_are_accepted_through_several_rotations(
+    deployment: Deployment,
+) -> None:
+    first = deployment.tick()
+    assert first["promoted"] == [first["created"][0]]
+    assert first["drift"]["servicenow"] == 0
+    check_invariants(deployment.stack, trusted_kids=deployment.instance.trusted_kids)
+    tokens: list[Token] = []
+    currents: list[str] = []
+    overlaps = 0
+    steps = (3 * FAST_POLICY.rotation_period + FAST_POLICY.grace) // STEP + 2
+    for _ in range(steps):
+        # Three tokens per step, each exchanged at a later moment while it is valid.
+        tokens.extend(deployment.sign() for _ in range(3))
+        deployment.clock.advance(STEP)
+        summary = deployment.tick()
+        assert "trust_error" not in summary, summary
+        check_invariants(
+            deployment.stack, _ledger(tokens), trusted_kids=deployment.instance.trusted_kids
+        )
+        if not currents or currents[-1] != summary["current_kid"]:
+            currents.append(str(summary["current_kid"]))
+        accepted_kids = set()
+        now = deployment.clock.now()
+        issued_at_seen: set[float] = set()
+        for token in tokens:
+            if token.used or now > token.expires_at or token.issued_at in issued_at_seen:
+                continue
+            issued_at_seen.add(token.issued_at)  # one token of each batch per moment
+            token.used = True
+            response = exchange(deployment.instance.emulator, token.token)
+            assert response.status_code == 200, deployment.instance.emulator.log[-3:]
+            accepted_kids.add(token.kid)
+        # A fresh token from the key that signs now is accepted too.
+        fresh = deployment.sign()
+        assert exchange(deployment.instance.emulator, fresh.token).status_code == 200
+        accepted_kids.add(fresh.kid)
+        overlaps += len(accepted_kids) > 1
+    assert len(currents) >= 4, currents
+    assert overlaps >= 3  # after each rotation, old-key and new-key tokens side by side
+    # No drift, no failures; certificates expire well after the keys that hold them.
+    assert set(deployment.metric("ServiceNowDrift")) == {0.0}
+    assert set(deployment.metric("ServiceNowSyncFailures")) == {0.0}
+    assert set(deployment.metric("CanaryExchangeFailures")) == {0.0}
+    assert min(deployment.metric("CertificateExpiresInDays")) > 7
+    assert set(deployment.metric("ServiceNowRecords")) <= {4.0, 6.0}
+
+
+def test_revocation_ends_the_apps_sessions_and_untrusts_the_key(deployment: Deployment) -> None:
+    deployment.tick()
+    token = deployment.sign()
+    spare = deployment.sign()
+    granted = exchange(deployment.instance.emulator, token.token)
+    assert granted.status_code == 200
+    access_token = granted.json()["access_token"]
+    emulator = deployment.instance.emulator
+
+    def table_api_status() -> int:
+        return requests.get(
+            f"{emulator.url}/api/now/table/sys_user",
+            params={"sysparm_limit": "1"},
+            headers={"Authorization": f"Bearer {access_token}"},
+            verify=emulator.ca_bundle,
+            timeout=10,
+        ).status_code
+
+    assert table_api_status() == 200
+    summary = deployment.tick({"action": "revoke", "kid": token.kid})
+    assert summary["revoked"] == [token.kid]
+    assert any("ended" in warning and "servicenow" in warning for warning in summary["warnings"])
+    # The session minted with the compromised key is over, and the key is not trusted.
+    assert table_api_status() == 401
+    assert exchange(emulator, spare.token).status_code == 401
+    assert token.kid not in deployment.instance.trusted_kids()
+    # The standby key took over at once, and ServiceNow already trusted it.
+    replacement = deployment.sign()
+    assert replacement.kid == summary["current_kid"] != token.kid
+    assert exchange(emulator, replacement.token).status_code == 200
+    check_invariants(
+        deployment.stack,
+        _ledger([token, spare, replacement], revoked=frozenset({token.kid})),
+        trusted_kids=deployment.instance.trusted_kids,
+    )
+
+
+def test_a_refused_canary_holds_the_rotation_until_servicenow_accepts_the_key(
+    deployment: Deployment,
+) -> None:
+    first = deployment.tick()
+    current, standby = first["current_kid"], first["next_kid"]
+    # The canary subject configured is an admin: ServiceNow refuses its tokens.
+    emulator = deployment.instance.emulator
+    emulator.add_user("shadow", email="shadow@jwtkeys.test", roles=("admin",))
+    stack = deployment.stack
+    env = dict(stack.config.servicenow_env)
+    env["JWTKEYS_SERVICENOW_CANARY_SUBJECT"] = "shadow@jwtkeys.test"
+    stack.config.servicenow_env = env
+    deployment.clock.advance(FAST_POLICY.rotation_period)
+    held_keeper = stack.keeper_service(trust_factory=servicenow_trust)
+    held = held_keeper.handle({"action": "tick"})
+    assert held["promoted"] == []
+    assert held["current_kid"] == current
+    assert any("not confirmed" in warning for warning in held["warnings"])
+    assert any("Grant access to admin" in line for line in emulator.log)
+    # Put right: the next tick promotes the standby key.
+    env["JWTKEYS_SERVICENOW_CANARY_SUBJECT"] = CANARY_EMAIL
+    stack.config.servicenow_env = env
+    promoted = stack.keeper_service(trust_factory=servicenow_trust).handle({"action": "tick"})
+    assert promoted["promoted"] == [standby]
+    check_invariants(stack, trusted_kids=deployment.instance.trusted_kids)
+
+
+def test_a_servicenow_outage_during_a_due_rotation_promotes_nothing(
+    deployment: Deployment,
+) -> None:
+    first = deployment.tick()
+    deployment.clock.advance(FAST_POLICY.rotation_period)
+    emulator = deployment.instance.emulator
+    emulator.inject_fault("http500", count=1000, path_contains="/api/now/")
+    held = deployment.tick()
+    emulator.clear_faults()
+    assert held["promoted"] == []
+    assert held["current_kid"] == first["current_kid"]
+    assert "HTTP 500" in held["trust_error"]
+    assert deployment.metric("ServiceNowSyncFailures")[-1] == 1.0
+    recovered = deployment.tick()
+    assert recovered["promoted"] == [first["next_kid"]]
+    check_invariants(deployment.stack, trusted_kids=deployment.instance.trusted_kids)
