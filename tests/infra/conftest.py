@@ -39,7 +39,7 @@ def cdk_json_context() -> dict[str, Any]:
     return context
 
 
-def test_context() -> dict[str, Any]:
+def assertion_context() -> dict[str, Any]:
     """cdk.json's context, with callers, e-mail and a custom domain to assert on."""
     context = copy.deepcopy(cdk_json_context())
     stacks = context["jwtkeys"]["stacks"]
@@ -84,7 +84,7 @@ def synthesize(context: dict[str, Any], outdir: Path) -> Synth:
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     """Both stacks, synthesized once per test run (cdk-nag runs as part of it)."""
-    return synthesize(test_context(), tmp_path_factory.mktemp("cdk.out"))
+    return synthesize(assertion_context(), tmp_path_factory.mktemp("cdk.out"))
 
 
 @pytest.fixture(scope="session")
