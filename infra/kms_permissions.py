@@ -67,7 +67,12 @@ def signer_statements(keyset: str, policy: RotationPolicy) -> list[iam.PolicySta
 
 
 def keeper_kms_statements(keyset: str, policy: RotationPolicy) -> list[iam.PolicyStatement]:
-    """Create, tag, alias, disable and delete only the keyset's keys."""
+    """Create, tag, alias, disable and delete only the keyset's keys.
+
+    No kms:PutKeyPolicy: the policy is given in CreateKey (its lockout check is met by
+    the account-root statement of that policy), and the tampering rule exempts the
+    keeper, so a keeper able to rewrite policies could grant signing unseen.
+    """
     tag_keys_own = {"aws:TagKeys": [_OWN_TAG_KEYS]}
     return [
         iam.PolicyStatement(
@@ -128,14 +133,6 @@ def keeper_kms_statements(keyset: str, policy: RotationPolicy) -> list[iam.Polic
             # Alias calls are authorised on the alias and on the key it names.
             sid="PointAliasesAtKeysetKeys",
             actions=["kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"],
-            resources=[key_arns()],
-            conditions=_own_keys(keyset),
-        ),
-        iam.PolicyStatement(
-            # CreateKey's lockout check requires that the caller could later change the
-            # policy it sets; the keeper also restores a keyset key's policy after tampering.
-            sid="PutKeysetKeyPolicies",
-            actions=["kms:PutKeyPolicy"],
             resources=[key_arns()],
             conditions=_own_keys(keyset),
         ),

@@ -152,14 +152,11 @@ def test_keeper_manages_aliases_only_under_its_prefix(
     assert targets["Condition"] == {"StringEquals": DEV_TAG}
 
 
-def test_keeper_changes_key_policies_only_of_keyset_keys(
-    keeper: dict[str, dict[str, Any]],
-) -> None:
-    statement = keeper["PutKeysetKeyPolicies"]
+def test_keeper_cannot_rewrite_key_policies_or_grant(keeper: dict[str, dict[str, Any]]) -> None:
+    # The tampering rule exempts the keeper: it must not be able to open a key to others.
+    actions = {a for s in keeper.values() for a in as_list(s["Action"])}
 
-    assert statement["Action"] == "kms:PutKeyPolicy"
-    assert statement["Resource"] == KEY_ARNS
-    assert statement["Condition"] == {"StringEquals": DEV_TAG}
+    assert not actions & {"kms:PutKeyPolicy", "kms:CreateGrant", "kms:EnableKey"}
 
 
 def test_keeper_lists_only_what_iam_cannot_scope(keeper: dict[str, dict[str, Any]]) -> None:
