@@ -130,6 +130,9 @@ def test_lifetime_covers_the_planned_life_and_renews_with_margin_left() -> None:
     default = CertificateLifetime.for_policy(RotationPolicy())
     assert default.planned_life == 2 * RotationPolicy().rotation_period + RotationPolicy().grace
     assert default.margin == RotationPolicy().rotation_period
-    assert default.renew_before == default.margin // 2
-    # Renewal starts many ticks before a certificate could lapse.
-    assert default.renew_before > 100 * RotationPolicy().tick_interval
+    # Renewal starts above the 14-day certificate-expiring alarm, many ticks before
+    # a certificate could lapse, and never before the key's planned life is over.
+    for policy in (RotationPolicy(), FAST_POLICY, RotationPolicy(rotation_period=90 * 86400)):
+        lifetime = CertificateLifetime.for_policy(policy)
+        assert 14 * 86400 < lifetime.renew_before < lifetime.margin
+        assert lifetime.renew_before > 100 * policy.tick_interval

@@ -52,14 +52,20 @@ class CertificateError(JwtKeysError):
     code = "CertificateError"
 
 
+# The certificate-expiring alarm (docs/runbook.md) fires below 14 days: renewal starts
+# well above that, so a healthy keeper never trips it.
+MIN_MARGIN = 30 * DAY
+MIN_RENEW_BEFORE = 21 * DAY
+
+
 @dataclass(frozen=True)
 class CertificateLifetime:
     """How long a key's certificate is valid, and when it is renewed.
 
     A key is `next` for about one rotation period, `current` for another, then `previous`
     for the grace: that is its planned life. The margin keeps ServiceNow trusting the key
-    when a rotation stalls; renewal starts when half the margin is left, many ticks
-    before the certificate could lapse.
+    when a rotation stalls; renewal starts when `renew_before` is left (at least 21 days,
+    above the 14-day alarm), many ticks before the certificate could lapse.
     """
 
     planned_life: int
@@ -70,7 +76,7 @@ class CertificateLifetime:
         """The lifetime that covers a key's planned life under `policy`, plus margin."""
         return cls(
             planned_life=2 * policy.rotation_period + policy.grace,
-            margin=max(policy.rotation_period, 7 * DAY),
+            margin=max(policy.rotation_period, MIN_MARGIN),
         )
 
     @property
@@ -80,7 +86,7 @@ class CertificateLifetime:
     @property
     def renew_before(self) -> int:
         """Renew a certificate when fewer seconds than this are left."""
-        return self.margin // 2
+        return max(self.margin // 2, MIN_RENEW_BEFORE)
 
 
 class _KmsSigning:
