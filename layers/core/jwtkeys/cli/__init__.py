@@ -7,9 +7,11 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from jwtkeys.errors import ConfigurationError, JwtKeysError
+
 # Each module defines `register(subparsers)`, which adds its parser and sets `run`,
 # a function (argparse.Namespace) -> exit code.
-COMMAND_MODULES: tuple[str, ...] = ("verify", "sign", "demo")
+COMMAND_MODULES: tuple[str, ...] = ("verify", "sign", "demo", "status", "actions", "local")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +27,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    exit_code: int = args.run(args)
+    try:
+        exit_code: int = args.run(args)
+    except ConfigurationError as error:
+        # Nothing was attempted: a usage problem, like a missing target.
+        print(f"jwtkeys {args.command}: {error}", file=sys.stderr)
+        return 2
+    except JwtKeysError as error:
+        print(f"jwtkeys {args.command}: {error.code}: {error}", file=sys.stderr)
+        return 1
     return exit_code
 
 

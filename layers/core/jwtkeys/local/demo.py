@@ -39,14 +39,16 @@ from ..sign_service import SignService
 from ..verify import verify_token
 from .aws_endpoint import LocalAws
 from .servicenow_emulator import ServiceNowEmulator
+from .servicenow_setup import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    INTEGRATION_PASSWORD,
+    INTEGRATION_USER,
+    SUBJECT,
+    configure_servicenow,
+)
 from .stack import LocalKeysetConfig, LocalStack
 
-CLIENT_ID = "jwtkeys-demo-client"
-CLIENT_SECRET = "demo-app-secret"  # noqa: S105 - a throwaway secret of the local emulator
-INTEGRATION_USER = "jwtkeys.integration"
-INTEGRATION_PASSWORD = "demo-integration-password"  # noqa: S105 - local emulator only
-SUBJECT = "orders@example.com"
-CANARY = "canary@example.com"
 CALLER = "arn:aws:iam::123456789012:role/orders-service"
 
 # Short but safe timings (the policy validates them): a rotation every two hours.
@@ -154,33 +156,7 @@ class Demo:
     # -- set-up --------------------------------------------------------------------------
 
     def set_up_servicenow(self) -> dict[str, str]:
-        sn = self.servicenow
-        sn.add_user(
-            INTEGRATION_USER,
-            email="integration@example.com",
-            roles=("certificate_admin", "oauth_admin"),
-            password=INTEGRATION_PASSWORD,
-        )
-        sn.add_user("orders.service", email=SUBJECT)
-        sn.add_user("jwtkeys.canary", email=CANARY)
-        sn.add_oauth_jwt_app("jwtkeys demo", CLIENT_ID, CLIENT_SECRET, user_field="email")
-        secret = {
-            "type": "basic",
-            "username": INTEGRATION_USER,
-            "password": INTEGRATION_PASSWORD,
-            "oauth_client_secret": CLIENT_SECRET,
-        }
-        secrets = self.aws.client("secretsmanager")
-        arn = secrets.create_secret(
-            Name="jwtkeys/demo/servicenow", SecretString=json.dumps(secret)
-        )["ARN"]
-        return {
-            names.ENV_SERVICENOW_INSTANCE: sn.url,
-            names.ENV_SERVICENOW_SECRET: arn,
-            names.ENV_SERVICENOW_CLIENT_ID: CLIENT_ID,
-            names.ENV_SERVICENOW_CANARY_SUBJECT: CANARY,
-            names.ENV_SERVICENOW_CA_BUNDLE: sn.ca_bundle,
-        }
+        return configure_servicenow(self.servicenow, self.aws.client("secretsmanager"), "demo")
 
     # -- observing -----------------------------------------------------------------------
 
