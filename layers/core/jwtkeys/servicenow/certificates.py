@@ -14,7 +14,7 @@ import base64
 import datetime
 import textwrap
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 from botocore.exceptions import BotoCoreError, ClientError
 from cryptography import utils, x509
@@ -131,6 +131,23 @@ class _KmsSigning:
     def _no_private_material() -> NoReturn:
         raise CertificateError("a KMS key's private half never leaves KMS")
 
+    # Shared by both key classes (they come first in the MRO, so they satisfy the ABCs).
+
+    def private_bytes(
+        self,
+        encoding: serialization.Encoding,
+        format: serialization.PrivateFormat,
+        encryption_algorithm: serialization.KeySerializationEncryption,
+    ) -> bytes:
+        self._no_private_material()
+
+    def __copy__(self) -> Self:
+        # Immutable and holding no secret: a copy may be the object itself.
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        return self
+
 
 class KmsRsaPrivateKey(_KmsSigning, rsa.RSAPrivateKey):
     """An RSA private key whose only capability is signing through KMS."""
@@ -156,20 +173,6 @@ class KmsRsaPrivateKey(_KmsSigning, rsa.RSAPrivateKey):
 
     def private_numbers(self) -> rsa.RSAPrivateNumbers:
         self._no_private_material()
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        self._no_private_material()
-
-    def __copy__(self) -> KmsRsaPrivateKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> KmsRsaPrivateKey:
-        return self
 
 
 class KmsEcPrivateKey(_KmsSigning, ec.EllipticCurvePrivateKey):
@@ -197,20 +200,6 @@ class KmsEcPrivateKey(_KmsSigning, ec.EllipticCurvePrivateKey):
 
     def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
         self._no_private_material()
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        self._no_private_material()
-
-    def __copy__(self) -> KmsEcPrivateKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> KmsEcPrivateKey:
-        return self
 
 
 def key_algorithm(key: ManagedKey) -> SigningAlgorithm:

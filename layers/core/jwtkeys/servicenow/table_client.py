@@ -209,7 +209,7 @@ class TableClient:
                 "sysparm_offset": str(offset),
                 **_read_params(fields),
             }
-            body = self._call("GET", table, f"/api/now/v2/table/{table}", params=params)
+            body = self._call("GET", table, _table_path(table), params=params)
             page = _result_list(body, table)
             records.extend(page)
             if len(page) < PAGE_SIZE:
@@ -221,7 +221,7 @@ class TableClient:
         body = self._call(
             "GET",
             table,
-            f"/api/now/v2/table/{table}/{sys_id}",
+            _table_path(table, sys_id),
             params=_read_params(fields),
             missing_ok=True,
         )
@@ -229,9 +229,7 @@ class TableClient:
 
     def create(self, table: str, values: Mapping[str, str]) -> Record:
         """Insert a record; returns it as stored (with its sys_id)."""
-        body = self._call(
-            "POST", table, f"/api/now/v2/table/{table}", params=_read_params(None), json=values
-        )
+        body = self._call("POST", table, _table_path(table), params=_read_params(None), json=values)
         return _result_record(body, table)
 
     def update(self, table: str, sys_id: str, values: Mapping[str, str]) -> Record:
@@ -239,7 +237,7 @@ class TableClient:
         body = self._call(
             "PATCH",
             table,
-            f"/api/now/v2/table/{table}/{sys_id}",
+            _table_path(table, sys_id),
             params=_read_params(None),
             json=values,
         )
@@ -247,7 +245,7 @@ class TableClient:
 
     def delete(self, table: str, sys_id: str) -> bool:
         """Delete a record; False when it was already gone (so a retry is harmless)."""
-        body = self._call("DELETE", table, f"/api/now/v2/table/{table}/{sys_id}", missing_ok=True)
+        body = self._call("DELETE", table, _table_path(table, sys_id), missing_ok=True)
         return body is not None
 
     # -- token endpoint ---------------------------------------------------------------
@@ -359,6 +357,13 @@ class TableClient:
             raise ServiceNowError(
                 f"{method} {_path_of(url)}: {type(error).__name__} after retries"
             ) from error
+
+
+def _table_path(table: str, sys_id: str | None = None) -> str:
+    # v2: an empty list is 200 with [] (v1 answers 404; the unversioned path follows
+    # whatever the instance's default version is).
+    path = f"/api/now/v2/table/{table}"
+    return f"{path}/{sys_id}" if sys_id else path
 
 
 def _read_params(fields: Sequence[str] | None) -> dict[str, str]:

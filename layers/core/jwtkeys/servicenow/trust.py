@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
+LOGGER = logging.getLogger("jwtkeys.servicenow")
 # Long enough for the exchange (and the instance's clock skew covers the rest),
 # short enough that a canary token is worthless to anyone who sees it later.
 CANARY_TTL = 60
@@ -114,6 +116,14 @@ class ServiceNowTrust:
         servicenow = settings.servicenow
         if servicenow is None:
             raise ConfigurationError("the keyset has no ServiceNow settings")
+        if settings.issuer != servicenow.client_id:
+            # ServiceNow checks iss == aud == client_id: every token of this keyset will be
+            # refused at the token endpoint. Loud, but not fatal: records can still sync.
+            LOGGER.warning(
+                "the keyset's issuer is not the oauth_jwt client_id: ServiceNow will refuse"
+                " its tokens",
+                extra={"issuer": settings.issuer, "client_id": servicenow.client_id},
+            )
         secrets = SecretSource(secretsmanager, servicenow.secret_id, clock)
         client = TableClient(
             servicenow.instance_url,
