@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 
 from jwtkeys.clock import SystemClock
 from jwtkeys.keeper_service import KeeperClients, KeeperService
@@ -14,8 +14,9 @@ from jwtkeys.metrics_catalog import KEEPER_SERVICE
 from jwtkeys.servicenow_wiring import servicenow_trust
 from jwtkeys.settings import KeeperSettings
 
+# Lambda's active tracing records the invocation; the X-Ray SDK (not in the dependency
+# layer) would only add subsegments, at a cold-start cost.
 logger = Logger(service=KEEPER_SERVICE)
-tracer = Tracer(service=KEEPER_SERVICE)
 settings = KeeperSettings.from_environ(os.environ)
 service = KeeperService.create(
     settings,
@@ -31,6 +32,5 @@ service = KeeperService.create(
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return service.handle(event)

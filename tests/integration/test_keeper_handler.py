@@ -1,0 +1,121 @@
+"""The keeper function's handler, loaded as Lambda would: EMF shapes and CloudTrail events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import ModuleType
+
+import pytest
+
+from jwtkeys import metrics_catalog as catalog
+from jwtkeys.clock import SystemClock
+from jwtkeys.errors import InvalidRequest
+from jwtkeys.local.aws_endpoint import LocalAws
+from jwtkeys.local.servicenow_emulator import ServiceNowEmulator
+from jwtkeys.local.servicenow_setup import configure_servicenow
+from jwtkeys.local.stack import LocalStack
+
+from ..lambda_fixtures import LambdaContext, emitted_metrics, load_handler
+
+
+@pytest.fixture(scope="module")
+def servicenow_on_real_time() -> Iterator[ServiceNowEmulator]:
+    """An instance on the wall clock: the deployed keeper's clock is the real one."""
+    with ServiceNowEmulator(SystemClock()) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def keeper(
+    stack: LocalStack,
+    local_aws: LocalAws,
+    servicenow_on_real_time: ServiceNowEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> ModuleType:
+    """A cold-started keeper handler whose keyset syncs to the ServiceNow emulator."""
+    servicenow_on_real_time.reset()
+    stack.config.servicenow_env = configure_servicenow(
+        servicenow_on_real_time, local_aws.client("secretsmanager"), stack.config.keyset
+    )
+    stack.config.issuer = "jwtkeys-demo-client"
+    return load_handler("keeper", {**local_aws.env(), **stack.keeper_env()}, monkeypatch)
+
+
+def _foreign_event(
+    key_arn: str, principal: str, event_name: str = "DisableKey"
+) -> dict[str, object]:
+    return {
+        "source": "aws.kms",
+        "detail-type": "AWS API Call via CloudTrail",
+        "detail": {
+            "eventName": event_name,
+            "userIdentity": {
+                "type": "AssumedRole",
+                "arn": f"{principal}/session",
+                "sessionContext": {"sessionIssuer": {"arn": principal}},
+            },
+            "requestParameters": {"keyId": key_arn},
+            "resources": [{"ARN": key_arn}],
+        },
+    }
+
+
+def test_every_keeper_metric_is_emitted_with_the_catalogs_dimensions(
+    keeper: ModuleType,
+    stack: LocalStack,
+    servicenow_on_real_time: ServiceNowEmulator,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    capsys.readouterr()
+    summary = keeper.lambda_handler({"action": "tick"}, LambdaContext())
+    assert summary["current_kid"], servicenow_on_real_time.log
+    arn = stack.kms.describe_key(KeyId="alias/jwtkeys/test/current")["KeyMetadata"]["Arn"]
+    inspected = keeper.lambda_handler(
+        _foreign_event(arn, "arn:aws:iam::123456789012:role/intruder"), LambdaContext()
+    )
+    assert inspected["foreign"] is True
+    emitted = emitted_metrics(capsys.readouterr().out)
+    keeper_specs = [spec for spec in catalog.ALL_METRICS if spec.service == catalog.KEEPER_SERVICE]
+    missing = [
+        spec.name for spec in keeper_specs if (spec.name, frozenset(spec.dimensions)) not in emitted
+    ]
+    assert missing == []
+
+
+def test_the_keepers_own_and_the_signers_sign_calls_are_not_foreign(
+    keeper: ModuleType, stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keeper.lambda_handler({"action": "tick"}, LambdaContext())
+    arn = stack.kms.describe_key(KeyId="alias/jwtkeys/test/current")["KeyMetadata"]["Arn"]
+    assert not keeper.lambda_handler(
+        _foreign_event(arn, stack.config.keeper_role_arn), LambdaContext()
+    )["foreign"]
+    signer_sign = _foreign_event(arn, stack.config.signer_role_arn, "Sign")
+    assert not keeper.lambda_handler(signer_sign, LambdaContext())["foreign"]
+    # The signer may sign, but not disable.
+    signer_disable = _foreign_event(arn, stack.config.signer_role_arn, "DisableKey")
+    assert keeper.lambda_handler(signer_disable, LambdaContext())["foreign"]
+    # Activity on a key that is not the keyset's is not ours to count.
+    other = stack.kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"][
+        "Arn"
+    ]
+    assert not keeper.lambda_handler(
+        _foreign_event(other, "arn:aws:iam::123456789012:role/intruder"), LambdaContext()
+    )["foreign"]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"source": "aws.s3", "detail-type": "AWS API Call via CloudTrail", "detail": {}},
+        {"action": "tick", "force": True},
+        {"action": "promote"},
+        {"Records": []},
+    ],
+)
+def test_other_events_are_refused_and_change_nothing(
+    keeper: ModuleType, stack: LocalStack, event: dict[str, object]
+) -> None:
+    with pytest.raises(InvalidRequest):
+        keeper.lambda_handler(event, LambdaContext())
+    assert stack.kms.list_keys()["Keys"] == []
