@@ -115,14 +115,12 @@ def servicenow_env(
 
 
 def make_stack(
-    aws: LocalAws, clock: Clock, env: dict[str, str], *, algorithm: str = "RS256"
+    aws: LocalAws, clock: Clock, env: dict[str, str], **policy_changes: Any
 ) -> LocalStack:
     """Keyset `test` with issuer = client_id (ServiceNow checks iss and aud)."""
     policy = FAST_POLICY
-    if algorithm != policy.algorithm:
-        mapping = policy.to_mapping()
-        mapping.update(algorithm=algorithm, key_spec=KEY_SPECS[algorithm])
-        policy = type(policy).from_mapping(mapping)
+    if policy_changes:
+        policy = type(policy).from_mapping({**policy.to_mapping(), **policy_changes})
     stack = LocalStack(
         aws,
         LocalKeysetConfig(

@@ -51,6 +51,9 @@ CREDENTIAL_TABLE = "oauth_credential"
 CERTIFICATE_FIELDS = ("sys_id", "name", "pem_certificate", "active", "format", "type")
 VERIFIER_FIELDS = ("sys_id", "name", "kid", "sys_certificate", "oauth_jwt", "active")
 APP_FIELDS = ("sys_id", "name", "client_id", "active")
+# JWKS-URL mode (recent releases). Inferred names: ServiceNow does not document them.
+JWKS_URL_FIELD = "jwks_url"
+JWKS_CACHE_FIELD = "jwks_cache_lifespan"
 # A kid is an RFC 7638 SHA-256 thumbprint: 43 base64url characters.
 KID_PATTERN = re.compile(r"\A[A-Za-z0-9_-]{43}\Z")
 
@@ -118,9 +121,9 @@ class TrustSync:
 
     # -- reads ------------------------------------------------------------------------
 
-    def find_app(self) -> Record:
+    def find_app(self, fields: Sequence[str] = APP_FIELDS) -> Record:
         """The configured `oauth_jwt` application, found by client_id (exactly one)."""
-        rows = self.client.list(APP_TABLE, f"client_id={self.client_id}", APP_FIELDS)
+        rows = self.client.list(APP_TABLE, f"client_id={self.client_id}", fields)
         # Re-checked: were `client_id` dropped from the query, every app would match.
         apps = [row for row in rows if row.get("client_id") == self.client_id]
         if not apps:
@@ -178,6 +181,44 @@ class TrustSync:
         if expiries:
             report.certificate_expires_in_days = round((min(expiries) - now) / DAY, 3)
         self._in_step = set(wanted)
+        return report
+
+    def reconcile_jwks_url(self, jwks_url: str, cache_budget: int) -> TrustReport:
+        """JWKS-URL mode: the app trusts the published JWKS, so no certificates or maps.
+
+        `cache_budget` is the policy's `verifier_jwks_cache_lifespan`: an instance that
+        caches the JWKS longer could refuse a freshly promoted key, so that is an error.
+        """
+        app = self.find_app((*APP_FIELDS, JWKS_URL_FIELD, JWKS_CACHE_FIELD))
+        if JWKS_URL_FIELD not in app:
+            # Unknown fields are silently left out of answers: the release lacks the mode.
+            raise ServiceNowError(
+                f"{APP_TABLE} has no {JWKS_URL_FIELD} field on this instance: JWKS-URL mode"
+                " needs a release that verifies against a JWKS URL"
+            )
+        lifespan = app.get(JWKS_CACHE_FIELD, "")
+        if lifespan.isdigit() and int(lifespan) > cache_budget:
+            raise ServiceNowError(
+                f"the application caches the JWKS for {lifespan} s, more than"
+                f" policy.verifier_jwks_cache_lifespan ({cache_budget} s): raise the policy's"
+                " value (and its prepublish window) or lower the application's"
+            )
+        report = TrustReport(records=1)
+        if app[JWKS_URL_FIELD] != jwks_url:
+            updated = self.client.update(APP_TABLE, app["sys_id"], {JWKS_URL_FIELD: jwks_url})
+            if updated.get(JWKS_URL_FIELD) != jwks_url:
+                raise ServiceNowError(f"{APP_TABLE} did not keep {JWKS_URL_FIELD}")
+            if app[JWKS_URL_FIELD]:
+                report.repaired += 1
+                report.notes.append(f"{JWKS_URL_FIELD} was changed by hand; set back")
+            else:
+                report.created += 1
+        # Certificates and maps of an earlier certificate-mode set-up are ours to remove.
+        owned = self.owned()
+        for kid, records in owned.verifiers.items():
+            report.removed += self._delete_all(VERIFIER_TABLE, kid, records)
+        for kid, records in owned.certificates.items():
+            report.removed += self._delete_all(CERTIFICATE_TABLE, kid, records)
         return report
 
     def _ensure(

@@ -6,6 +6,9 @@
   correctly and, when a canary subject is configured, a canary token signed by that key
   (through KMS, not through the public signer) is exchanged at `/oauth_token.do` for an
   access token, which proves ServiceNow accepts the key end to end.
+- JWKS-URL mode (when a JWKS URL is configured): the application verifies against the
+  published JWKS instead; `reconcile` keeps its JWKS URL set (and removes any
+  certificates and maps of ours), `confirm` reads the URL back and runs the canary.
 - `end_sessions` deletes the application's `oauth_credential` rows (revocation), so
   access tokens minted with a compromised key stop working.
 """
@@ -39,10 +42,12 @@ from .certificates import (
 )
 from .secrets import SecretSource
 from .sync import (
+    APP_FIELDS,
     APP_TABLE,
     CERTIFICATE_FIELDS,
     CERTIFICATE_TABLE,
     CREDENTIAL_TABLE,
+    JWKS_URL_FIELD,
     VERIFIER_FIELDS,
     VERIFIER_TABLE,
     TrustSync,
@@ -76,9 +81,13 @@ class ServiceNowTrust:
         secrets: SecretSource,
         kms: KMSClient,
         lifetime: CertificateLifetime,
+        jwks_url: str | None = None,
+        jwks_cache_budget: int = 0,
     ) -> None:
         self.keyset = keyset
         self.settings = settings
+        self.jwks_url = jwks_url
+        self._jwks_cache_budget = jwks_cache_budget
         self.client = client
         self._secrets = secrets
         self._kms = kms
@@ -111,11 +120,23 @@ class ServiceNowTrust:
         secretsmanager: SecretsManagerClient,
         connect_timeout: float = CONNECT_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
+        jwks_url: str | None = None,
     ) -> ServiceNowTrust:
-        """Build the trust target from settings and the given AWS clients; no network call."""
+        """Build the trust target from settings and the given AWS clients; no network call.
+
+        `jwks_url` turns on JWKS-URL mode (default: the settings' `jwks_url`, when the
+        settings carry one).
+        """
         servicenow = settings.servicenow
         if servicenow is None:
             raise ConfigurationError("the keyset has no ServiceNow settings")
+        # Optional: older settings objects have no such field; certificate mode then.
+        jwks_url = jwks_url or getattr(servicenow, "jwks_url", None) or None
+        if jwks_url is not None and settings.rotation.verifier_jwks_cache_lifespan <= 0:
+            raise ConfigurationError(
+                "JWKS-URL mode needs policy.verifier_jwks_cache_lifespan (the application's"
+                " JWKS cache lifespan), so the prepublish window is validated against it"
+            )
         if settings.issuer != servicenow.client_id:
             # ServiceNow checks iss == aud == client_id: every token of this keyset will be
             # refused at the token endpoint. Loud, but not fatal: records can still sync.
@@ -140,18 +161,26 @@ class ServiceNowTrust:
             secrets=secrets,
             kms=kms,
             lifetime=CertificateLifetime.for_policy(settings.rotation),
+            jwks_url=jwks_url,
+            jwks_cache_budget=settings.rotation.verifier_jwks_cache_lifespan,
         )
 
     # -- TrustTarget ------------------------------------------------------------------
 
     def reconcile(self, keys: Sequence[ManagedKey], now: float) -> TrustReport:
         """Make the trusted set exactly `keys`; idempotent; raises ServiceNowError on failure."""
+        if self.jwks_url is not None:
+            # The JWKS itself is the trusted set: the keeper has just published `keys`.
+            return self.sync.reconcile_jwks_url(self.jwks_url, self._jwks_cache_budget)
         return self.sync.reconcile(keys, now)
 
     def confirm(self, key: ManagedKey, now: float) -> None:
         """Raise TrustNotConfirmed unless ServiceNow trusts `key` (read back, then canary)."""
         try:
-            self._read_back(key, now)
+            if self.jwks_url is not None:
+                self._read_back_jwks_url(self.jwks_url)
+            else:
+                self._read_back(key, now)
         except TrustNotConfirmed:
             raise
         except JwtKeysError as error:
@@ -207,6 +236,11 @@ class ServiceNowTrust:
             raise TrustNotConfirmed(f"the certificate {name} does not certify kid {key.kid}")
         if certificate.get("active") != "true" or not facts.not_before <= now <= facts.not_after:
             raise TrustNotConfirmed(f"the certificate {name} is inactive or not valid now")
+
+    def _read_back_jwks_url(self, jwks_url: str) -> None:
+        app = self.sync.find_app((*APP_FIELDS, JWKS_URL_FIELD))
+        if app.get(JWKS_URL_FIELD) != jwks_url:
+            raise TrustNotConfirmed(f"{APP_TABLE} {app.get('name', '')!r} does not use {jwks_url}")
 
     def _canary(self, key: ManagedKey, now: float, subject: str) -> None:
         app_secret = self._secrets.get().oauth_client_secret
