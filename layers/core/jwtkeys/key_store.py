@@ -90,6 +90,16 @@ def key_policy(
                 },
             },
             {
+                # KMS refuses CreateKey when the new policy would not let the caller put a
+                # policy later (the lockout safety check); the keeper never calls it, so
+                # any PutKeyPolicy event at all is tampering for the alarm rule.
+                "Sid": "LockoutSafetyForTheKeeper",
+                "Effect": "Allow",
+                "Principal": {"AWS": keeper_role_arn},
+                "Action": "kms:PutKeyPolicy",
+                "Resource": "*",
+            },
+            {
                 "Sid": "ReadByRoles",
                 "Effect": "Allow",
                 "Principal": {"AWS": signers},
