@@ -13,6 +13,9 @@ from typing import Final
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 
+from jwtkeys import names
+from jwtkeys.names import KMS_EVENTS_MADE_BY_KEEPER, KMS_EVENTS_NEVER_MADE_BY_KEEPER
+
 PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
 CORE_PACKAGE_DIR: Final = PROJECT_ROOT / "layers" / "core" / "jwtkeys"
 DEPS_REQUIREMENTS: Final = PROJECT_ROOT / "layers" / "deps" / "requirements.txt"
@@ -63,19 +66,10 @@ NONCURRENT_VERSION_EXPIRATION_DAYS: Final = 90
 FAILURE_QUEUE_RETENTION_DAYS: Final = 14
 PUBLIC_PATH_PATTERN: Final = "/.well-known/*"
 
-# KMS CloudTrail events the tampering rule forwards to the keeper.
-KMS_CHANGE_EVENTS: Final = (
-    "PutKeyPolicy",
-    "CreateGrant",
-    "UpdateAlias",
-    "DisableKey",
-    "EnableKey",
-    "ScheduleKeyDeletion",
-    "CancelKeyDeletion",
-    "TagResource",
-    "UntagResource",
-)
-KMS_SIGN_EVENT: Final = "Sign"
+# KMS CloudTrail events the tampering rule forwards to the keeper (jwtkeys.names says
+# which ones the keeper itself makes).
+KMS_CHANGE_EVENTS: Final = (*KMS_EVENTS_MADE_BY_KEEPER, *KMS_EVENTS_NEVER_MADE_BY_KEEPER)
+KMS_SIGN_EVENT: Final = names.KMS_SIGN_EVENT
 # `Sign` is a read-only management event: a rule in the plain ENABLED state never sees it.
 TAMPERING_RULE_STATE: Final = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
 

@@ -17,7 +17,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from .constants import KMS_CHANGE_EVENTS, KMS_SIGN_EVENT, TAMPERING_RULE_STATE
+from jwtkeys.names import KMS_EVENTS_MADE_BY_KEEPER, KMS_EVENTS_NEVER_MADE_BY_KEEPER
+
+from .constants import KMS_SIGN_EVENT, TAMPERING_RULE_STATE
 
 # A forwarded event older than this says nothing a fresh audit would not.
 _MAX_EVENT_AGE = Duration.hours(1)
@@ -50,7 +52,9 @@ def tampering_pattern(keeper_role_arn: str, signer_role_arn: str) -> dict[str, A
     return {
         "eventSource": ["kms.amazonaws.com"],
         "$or": [
-            *foreign_caller_branches(list(KMS_CHANGE_EVENTS), [keeper_role_arn]),
+            # The keeper never makes these: whoever does is foreign, the keeper included.
+            {"eventName": list(KMS_EVENTS_NEVER_MADE_BY_KEEPER)},
+            *foreign_caller_branches(list(KMS_EVENTS_MADE_BY_KEEPER), [keeper_role_arn]),
             # The keeper signs too: canaries and certificates.
             *foreign_caller_branches([KMS_SIGN_EVENT], [keeper_role_arn, signer_role_arn]),
         ],

@@ -255,9 +255,18 @@ def test_tampering_rule_forwards_foreign_kms_activity_to_the_keeper(dev: Templat
     def other_role(*exempt: Any) -> dict[str, Any]:
         return {"sessionContext": {"sessionIssuer": {"arn": [{"anything-but": list(exempt)}]}}}
 
+    by_keeper = ["UpdateAlias", "DisableKey", "ScheduleKeyDeletion", "TagResource"]
+    never_by_keeper = [
+        "PutKeyPolicy",
+        "CreateGrant",
+        "EnableKey",
+        "CancelKeyDeletion",
+        "UntagResource",
+    ]
     assert pattern["detail"]["$or"] == [
-        {"eventName": changes, "userIdentity": other_role(keeper_role)},
-        {"eventName": changes, "userIdentity": not_assumed_role},
+        {"eventName": never_by_keeper},
+        {"eventName": by_keeper, "userIdentity": other_role(keeper_role)},
+        {"eventName": by_keeper, "userIdentity": not_assumed_role},
         {"eventName": ["Sign"], "userIdentity": other_role(keeper_role, signer_role)},
         {"eventName": ["Sign"], "userIdentity": not_assumed_role},
     ]

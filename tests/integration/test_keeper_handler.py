@@ -95,6 +95,9 @@ def test_the_keepers_own_and_the_signers_sign_calls_are_not_foreign(
     # The signer may sign, but not disable.
     signer_disable = _foreign_event(arn, stack.config.signer_role_arn, "DisableKey")
     assert keeper.lambda_handler(signer_disable, LambdaContext())["foreign"]
+    # The keeper never puts a key policy: even its own role doing so is foreign.
+    keeper_policy = _foreign_event(arn, stack.config.keeper_role_arn, "PutKeyPolicy")
+    assert keeper.lambda_handler(keeper_policy, LambdaContext())["foreign"]
     # Activity on a key that is not the keyset's is not ours to count.
     other = stack.kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"][
         "Arn"

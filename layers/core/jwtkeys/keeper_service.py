@@ -18,6 +18,7 @@ from .jwks_publisher import (
 )
 from .key_store import KeyStore
 from .lifecycle import Keeper, TickReport
+from .names import KMS_EVENTS_NEVER_MADE_BY_KEEPER, KMS_SIGN_EVENT
 from .observability import MetricsRecorder
 from .settings import KeeperSettings
 from .state_store import Lease, RegistryStore
@@ -174,8 +175,10 @@ class KeeperService:
         # CloudTrail names a key by ARN or bare id; compare the key ids.
         ours = {entry.arn.rsplit("/", 1)[-1] for entry in self._registry.load().keys}
         touched = sorted(arn for arn in key_arns if arn.rsplit("/", 1)[-1] in ours)
-        allowed = {self.settings.keeper_role_arn}
-        if event_name == "Sign":
+        allowed = set()
+        if event_name not in KMS_EVENTS_NEVER_MADE_BY_KEEPER:
+            allowed.add(self.settings.keeper_role_arn)
+        if event_name == KMS_SIGN_EVENT:
             allowed.add(self.settings.signer_role_arn)
         foreign = bool(touched) and principal not in allowed
         if foreign:

@@ -56,3 +56,16 @@ ENV_SERVICENOW_CLIENT_ID = "JWTKEYS_SERVICENOW_CLIENT_ID"
 ENV_SERVICENOW_CANARY_SUBJECT = "JWTKEYS_SERVICENOW_CANARY_SUBJECT"
 ENV_SERVICENOW_CA_BUNDLE = "JWTKEYS_SERVICENOW_CA_BUNDLE"
 ENV_SERVICENOW_REVOKE_SESSIONS = "JWTKEYS_SERVICENOW_REVOKE_SESSIONS"
+
+# KMS CloudTrail events. The keeper makes the first kind on its keys (and Sign for
+# canaries and certificates); it never makes the second, so those are foreign whoever
+# makes them.
+KMS_EVENTS_MADE_BY_KEEPER = ("UpdateAlias", "DisableKey", "ScheduleKeyDeletion", "TagResource")
+KMS_EVENTS_NEVER_MADE_BY_KEEPER = (
+    "PutKeyPolicy",
+    "CreateGrant",
+    "EnableKey",
+    "CancelKeyDeletion",
+    "UntagResource",
+)
+KMS_SIGN_EVENT = "Sign"
