@@ -147,7 +147,7 @@ class TrustSync:
         ):
             for record in self.client.list(table, query, fields):
                 kid = self.ownership.kid_of(record)
-                if kid is not None:
+                if kid is not None and record.get("sys_id"):
                     into.setdefault(kid, []).append(record)
         return found
 
