@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,13 @@ from jwtkeys.names import servicenow_record_name
 from jwtkeys.servicenow.certificates import key_algorithm, public_key_of, read_certificate, spki
 from jwtkeys.servicenow.table_client import Record, TableClient
 
-from ..servicenow_fixtures import CLIENT_ID, INTEGRATION_USER, certificate_pem, signing_key
+from ..servicenow_fixtures import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    INTEGRATION_USER,
+    certificate_pem,
+    signing_key,
+)
 from .test_servicenow_sync_support import (
     CANARY_EMAIL,
     Instance,
@@ -429,3 +436,26 @@ def test_a_kms_signed_token_is_accepted_through_the_synced_records(
     )
     response = exchange(instance.emulator, token)
     assert response.status_code == 200, instance.emulator.log
+
+
+def test_secrets_and_tokens_never_reach_logs_or_errors(
+    sn_stack: LocalStack, instance: Instance, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Everything ours and urllib3's, down to DEBUG. (botocore's own DEBUG log prints
+    # response bodies, secrets included: the keeper never runs botocore at DEBUG.)
+    caplog.set_level(logging.INFO)
+    for name in ("jwtkeys", "urllib3", "requests"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    trust = make_trust(sn_stack)
+    key = make_key(sn_stack)
+    now = sn_stack.clock.now()
+    trust.reconcile([key], now)
+    trust.confirm(key, now)
+    instance.emulator.inject_fault("http500", count=10, path_contains="/oauth_token.do")
+    with pytest.raises(TrustNotConfirmed) as failed:
+        trust.confirm(key, now)
+    instance.emulator.clear_faults()
+    secrets = (INTEGRATION_USER[1], CLIENT_SECRET, "Basic ", "Bearer ", "assertion=")
+    seen = caplog.text + str(failed.value) + repr(trust.client.session.auth)
+    for secret in secrets:
+        assert secret not in seen
