@@ -81,6 +81,7 @@ class CertificateLifetime:
 
     @property
     def validity(self) -> int:
+        """Seconds from issue to the certificate's notAfter."""
         return self.planned_life + self.margin
 
     @property
@@ -158,6 +159,7 @@ class KmsRsaPrivateKey(_KmsSigning, rsa.RSAPrivateKey):
         padding: padding.AsymmetricPadding,
         algorithm: Prehashed | hashes.HashAlgorithm | NoDigestInfo,
     ) -> bytes:
+        """One KMS Sign call (the padding is the KMS algorithm's: the keyset's own)."""
         return self._kms_sign(data, algorithm)
 
     def public_key(self) -> rsa.RSAPublicKey:
@@ -181,6 +183,7 @@ class KmsEcPrivateKey(_KmsSigning, ec.EllipticCurvePrivateKey):
     def sign(
         self, data: utils.Buffer, signature_algorithm: ec.EllipticCurveSignatureAlgorithm
     ) -> bytes:
+        """One KMS Sign call; KMS answers DER, the encoding X.509 wants."""
         return self._kms_sign(bytes(data), getattr(signature_algorithm, "algorithm", None))
 
     def public_key(self) -> ec.EllipticCurvePublicKey:

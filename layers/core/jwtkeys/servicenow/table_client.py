@@ -85,12 +85,13 @@ class ClockRetry(Retry):
         self.clock = clock
 
     def new(self, **kw: Any) -> Self:
-        # urllib3 builds a fresh Retry per attempt; carry the clock along.
+        """urllib3 builds a fresh Retry per attempt: carry the clock along."""
         retry = super().new(**kw)
         retry.clock = self.clock
         return retry
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        """urllib3's rule, except that a POST is resent only after a 429."""
         if method.upper() == "POST":
             # A 429 means the instance refused before doing anything: safe to resend.
             return status_code == 429 and super().is_retry("GET", status_code, has_retry_after)
@@ -105,6 +106,7 @@ class ClockRetry(Retry):
         _pool: ConnectionPool | None = None,
         _stacktrace: Any = None,
     ) -> Self:
+        """urllib3's count, except that a Retry-After beyond the bound ends the retries."""
         if response is not None:
             asked = response.headers.get("Retry-After")
             if asked is not None and _DIGITS.match(asked) and int(asked) > self.retry_after_max:
@@ -116,6 +118,7 @@ class ClockRetry(Retry):
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
+        """Wait the Retry-After or the backoff on the injected clock (never time.sleep)."""
         if self.clock is None:
             super().sleep(response)
             return
