@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.x509.oid import NameOID
 
@@ -22,6 +22,7 @@ from jwtkeys.servicenow.certificates import (
     PEM_LINE,
     CertificateError,
     CertificateLifetime,
+    KmsRsaPrivateKey,
     issue_certificate,
     kms_private_key,
 )
@@ -136,3 +137,13 @@ def test_lifetime_covers_the_planned_life_and_renews_with_margin_left() -> None:
         lifetime = CertificateLifetime.for_policy(policy)
         assert 14 * 86400 < lifetime.renew_before < lifetime.margin
         assert lifetime.renew_before > 100 * policy.tick_interval
+
+
+def test_an_rsa_key_refuses_a_padding_its_kms_algorithm_does_not_use(local_aws: LocalAws) -> None:
+    pkcs1 = kms_private_key(local_aws.client("kms"), _kms_key(local_aws, "RS256"))
+    assert isinstance(pkcs1, KmsRsaPrivateKey)
+    pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+    with pytest.raises(CertificateError, match="PSS"):
+        pkcs1.sign(b"data", pss, hashes.SHA256())
+    with pytest.raises(CertificateError, match="sha256"):
+        pkcs1.sign(b"data", padding.PKCS1v15(), hashes.SHA384())

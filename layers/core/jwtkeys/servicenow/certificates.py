@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
 
 DAY = 86400
+_PSS = padding.PSS  # the parameter of RSA `sign` is called `padding` too
 PEM_LINE = 64
 # ServiceNow judges validity on its own clock: start the certificate a little in the past.
 NOT_BEFORE_MARGIN = 3600
@@ -159,7 +160,11 @@ class KmsRsaPrivateKey(_KmsSigning, rsa.RSAPrivateKey):
         padding: padding.AsymmetricPadding,
         algorithm: Prehashed | hashes.HashAlgorithm | NoDigestInfo,
     ) -> bytes:
-        """One KMS Sign call (the padding is the KMS algorithm's: the keyset's own)."""
+        """One KMS Sign call, with the keyset's own padding (PKCS#1 v1.5, or PSS for PS*)."""
+        if isinstance(padding, _PSS) != self._algorithm.kms_algorithm.startswith("RSASSA_PSS"):
+            raise CertificateError(
+                f"{self._algorithm.jws_name} keys cannot sign with {type(padding).__name__}"
+            )
         return self._kms_sign(data, algorithm)
 
     def public_key(self) -> rsa.RSAPublicKey:
