@@ -22,10 +22,19 @@ ORDERS = {
         16,
     ),
     66: int(
-        "01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
+        "01FF" + "FFFFFFFF" * 7 + "FFFFFFFA"
+        "51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
         16,
     ),
 }
+
+
+def test_the_curve_orders_are_the_curves_sizes() -> None:
+    assert {size: order.bit_length() for size, order in ORDERS.items()} == {
+        32: 256,
+        48: 384,
+        66: 521,
+    }
 
 
 @given(data=st.data(), size=st.sampled_from(sorted(ORDERS)))
