@@ -27,7 +27,8 @@ class RequestRefused(JwtKeysError):
     code = "RequestRefused"
 
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
+        # The reason leads the message: Lambda's error payload carries only the message.
+        super().__init__(f"{reason}: {message}")
         self.reason = reason
 
 

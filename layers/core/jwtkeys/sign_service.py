@@ -88,7 +88,9 @@ class SignService:
             caller = _caller_arn(event)
             issued = self._issue(_json_body(event), caller=caller)
         except RequestRefused as refusal:
-            return _http_error(_HTTP_STATUS.get(type(refusal), 400), refusal.code, str(refusal))
+            return _http_error(
+                _HTTP_STATUS.get(type(refusal), 400), refusal.code, str(refusal), refusal.reason
+            )
         except SigningUnavailable as error:
             return _http_error(503, "SigningUnavailable", str(error))
         return {
@@ -158,9 +160,12 @@ def _json_body(event: Mapping[str, Any]) -> object:
         raise InvalidRequest("malformed_request", "the body is not valid JSON") from None
 
 
-def _http_error(status: int, code: str, message: str) -> dict[str, Any]:
+def _http_error(status: int, code: str, message: str, reason: str | None = None) -> dict[str, Any]:
+    error = {"code": code, "message": message}
+    if reason is not None:
+        error["reason"] = reason  # an extension of the contract's {code, message}
     return {
         "statusCode": status,
         "headers": {"Content-Type": "application/json"},
-        "body": json.dumps({"error": {"code": code, "message": message}}),
+        "body": json.dumps({"error": error}),
     }

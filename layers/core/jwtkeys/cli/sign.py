@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         issued = invoker.invoke(payload)
     except RequestRefused as refusal:
-        return _refused(f"{refusal.code}: {refusal.reason}", str(refusal))
+        return _refused(refusal.code, str(refusal))  # str() leads with the reason
     except SigningUnavailable as error:
         return _refused(error.code, str(error))
     sys.stdout.write(json.dumps(issued.to_response(), sort_keys=True) + "\n")

@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 REMOTE_REFUSAL = "refused_by_signer"
+_LEADING_REASON = re.compile(r"\A([a-z][a-z0-9_]*): ")
 DEFAULT_TIMEOUT_SECONDS = 10.0
 # How much of an unexpected answer goes into an error message: enough to diagnose,
 # never a whole body (which could be large or hold a token).
@@ -72,8 +73,14 @@ def _refusal(code: object, message: object, reason: object = None) -> RequestRef
     error_class = _REFUSALS.get(str(code))
     if error_class is None:
         return None
-    reason_text = reason if isinstance(reason, str) and reason else REMOTE_REFUSAL
-    return error_class(reason_text, str(message))
+    text = str(message)
+    # The signer's messages lead with the refusal's reason ("subject_not_allowed: ...").
+    leading = _LEADING_REASON.match(text)
+    if not (isinstance(reason, str) and reason):
+        reason = leading.group(1) if leading else REMOTE_REFUSAL
+    if leading and leading.group(1) == reason:
+        text = text[leading.end() :]
+    return error_class(reason, text)
 
 
 def _excerpt(text: str | bytes) -> str:
