@@ -82,6 +82,8 @@ class ServiceNowConfig:
     secret_name: str
     client_id: str
     canary_subject: str
+    # "certificates" (every release) or "jwks_url" (Zurich and later): how the app trusts us.
+    trust: str = "certificates"
 
 
 @dataclass(frozen=True)
@@ -167,17 +169,21 @@ def _load_stack(stage: str, values: object) -> KeysetConfig:
             f"{where}.default_ttl {default_ttl} exceeds policy.max_token_ttl {policy.max_token_ttl}"
         )
     principals = _principals(values.get("direct_invoke_principals", []), where)
+    servicenow = _servicenow(values.get("servicenow"), where)
+    issuer = _string(values, "issuer", where)
+    if servicenow is not None:
+        _check_servicenow_keyset(issuer, policy.algorithm, servicenow, where)
     return KeysetConfig(
         stage=stage,
         keyset=keyset,
-        issuer=_string(values, "issuer", where),
+        issuer=issuer,
         policy=policy,
         default_ttl=default_ttl,
         allowed_audiences=_strings(values.get("allowed_audiences"), f"{where}.allowed_audiences"),
         allowed_subjects=_strings(values.get("allowed_subjects"), f"{where}.allowed_subjects"),
         direct_invoke_principals=principals,
         function_url_callers=_callers(values.get("function_url_callers", {}), where),
-        servicenow=_servicenow(values.get("servicenow"), where),
+        servicenow=servicenow,
         alarm_emails=_emails(values.get("alarm_emails", []), where),
         custom_domain=_custom_domain(values.get("custom_domain"), where),
         runbook_url=_optional_string(values, "runbook_url", where) or DEFAULT_RUNBOOK_URL,
@@ -259,6 +265,18 @@ def _callers(value: object, where: str) -> dict[str, CallerRule]:
     return callers
 
 
+def _check_servicenow_keyset(
+    issuer: str, algorithm: str, servicenow: ServiceNowConfig, where: str
+) -> None:
+    # The same rules the keeper enforces at start-up, refused at synth already.
+    if issuer != servicenow.client_id:
+        raise ConfigurationError(
+            f"{where}.issuer must equal servicenow.client_id: ServiceNow checks iss against it"
+        )
+    if algorithm.startswith("PS"):
+        raise ConfigurationError(f"{where}: ServiceNow does not verify {algorithm}; use RS* or ES*")
+
+
 def _servicenow(value: object, where: str) -> ServiceNowConfig | None:
     if value is None:
         return None
@@ -266,8 +284,14 @@ def _servicenow(value: object, where: str) -> ServiceNowConfig | None:
     if not isinstance(value, Mapping):
         raise ConfigurationError(f"{sn_where} must be an object or null")
     expected = {"instance", "secret_name", "client_id", "canary_subject"}
-    if set(value) != expected:
-        raise ConfigurationError(f"{sn_where} must have exactly: {', '.join(sorted(expected))}")
+    optional = {"trust"}
+    if not expected <= set(value) <= expected | optional:
+        raise ConfigurationError(
+            f"{sn_where} must have {', '.join(sorted(expected))} (and optionally trust)"
+        )
+    trust = value.get("trust", "certificates")
+    if trust not in {"certificates", "jwks_url"}:
+        raise ConfigurationError(f"{sn_where}.trust must be 'certificates' or 'jwks_url'")
     instance = _string(value, "instance", sn_where)
     if not instance.startswith("https://"):
         raise ConfigurationError(f"{sn_where}.instance must be an https:// URL")
@@ -276,6 +300,7 @@ def _servicenow(value: object, where: str) -> ServiceNowConfig | None:
         secret_name=_string(value, "secret_name", sn_where),
         client_id=_string(value, "client_id", sn_where),
         canary_subject=_string(value, "canary_subject", sn_where),
+        trust=str(trust),
     )
 
 

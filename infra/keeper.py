@@ -22,8 +22,10 @@ from jwtkeys.names import (
     ENV_SERVICENOW_CANARY_SUBJECT,
     ENV_SERVICENOW_CLIENT_ID,
     ENV_SERVICENOW_INSTANCE,
+    ENV_SERVICENOW_JWKS_URL,
     ENV_SERVICENOW_SECRET,
     ENV_SIGNER_ROLE_ARN,
+    JWKS_OBJECT_KEY,
     PUBLIC_PREFIX,
     STATE_PREFIX,
     alias_prefix,
@@ -90,6 +92,8 @@ class Keeper(Construct):
                 ENV_SERVICENOW_CLIENT_ID: config.servicenow.client_id,
                 ENV_SERVICENOW_CANARY_SUBJECT: config.servicenow.canary_subject,
             }
+            if config.servicenow.trust == "jwks_url":
+                environment[ENV_SERVICENOW_JWKS_URL] = f"{jwks.public_base_url}/{JWKS_OBJECT_KEY}"
         self.function = python_function(
             self,
             KEEPER_SPEC,

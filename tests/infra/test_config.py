@@ -91,6 +91,39 @@ def test_two_stages_on_one_keyset_are_refused() -> None:
 def test_two_stages_sharing_a_servicenow_secret_are_refused() -> None:
     context = _jwtkeys_context()
     context["stacks"]["dev"]["servicenow"] = dict(context["stacks"]["prod"]["servicenow"])
+    context["stacks"]["dev"]["issuer"] = context["stacks"]["prod"]["issuer"]
 
     with pytest.raises(ConfigurationError, match="secret:jwtkeys/servicenow-prod/servicenow"):
         load_stacks(context)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"issuer": "https://issuer.example.com"}, "issuer must equal servicenow.client_id"),
+        ({"policy": {"algorithm": "PS256"}}, "ServiceNow does not verify PS256"),
+        ({"servicenow_trust": "pinned"}, "trust must be 'certificates' or 'jwks_url'"),
+    ],
+)
+def test_a_keyset_servicenow_could_never_trust_is_refused(
+    change: dict[str, Any], message: str
+) -> None:
+    context = _jwtkeys_context()
+    prod = context["stacks"]["prod"]
+    if "policy" in change:
+        prod["policy"] |= change["policy"]
+    if "issuer" in change:
+        prod["issuer"] = change["issuer"]
+    if "servicenow_trust" in change:
+        prod["servicenow"]["trust"] = change["servicenow_trust"]
+
+    with pytest.raises(ConfigurationError, match=message):
+        load_stacks(context)
+
+
+def test_jwks_url_trust_is_accepted() -> None:
+    context = _jwtkeys_context()
+    context["stacks"]["prod"]["servicenow"]["trust"] = "jwks_url"
+    servicenow = load_stacks(context)[1].servicenow
+    assert servicenow is not None
+    assert servicenow.trust == "jwks_url"

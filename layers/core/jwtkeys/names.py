@@ -56,6 +56,8 @@ ENV_SERVICENOW_CLIENT_ID = "JWTKEYS_SERVICENOW_CLIENT_ID"
 ENV_SERVICENOW_CANARY_SUBJECT = "JWTKEYS_SERVICENOW_CANARY_SUBJECT"
 ENV_SERVICENOW_CA_BUNDLE = "JWTKEYS_SERVICENOW_CA_BUNDLE"
 ENV_SERVICENOW_REVOKE_SESSIONS = "JWTKEYS_SERVICENOW_REVOKE_SESSIONS"
+# Set only in JWKS-URL mode: the URL the oauth_jwt app is pointed at instead of certificates.
+ENV_SERVICENOW_JWKS_URL = "JWTKEYS_SERVICENOW_JWKS_URL"
 
 # KMS CloudTrail events. The keeper makes the first kind on its keys (and Sign for
 # canaries and certificates); it never makes the second, so those are foreign whoever

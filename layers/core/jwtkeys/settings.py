@@ -119,6 +119,7 @@ class ServiceNowSettings:
     canary_subject: str | None
     ca_bundle: str | None
     revoke_sessions: bool
+    jwks_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,8 +155,9 @@ class KeeperSettings:
                 canary_subject=environ.get(names.ENV_SERVICENOW_CANARY_SUBJECT) or None,
                 ca_bundle=environ.get(names.ENV_SERVICENOW_CA_BUNDLE) or None,
                 revoke_sessions=revoke == "true",
+                jwks_url=environ.get(names.ENV_SERVICENOW_JWKS_URL) or None,
             )
-        return cls(
+        settings = cls(
             keyset=check_keyset_name(_required(environ, names.ENV_KEYSET)),
             issuer=_required(environ, names.ENV_ISSUER),
             rotation=load_rotation_policy(environ),
@@ -165,4 +167,22 @@ class KeeperSettings:
             signer_role_arn=_required(environ, names.ENV_SIGNER_ROLE_ARN),
             keeper_role_arn=_required(environ, names.ENV_KEEPER_ROLE_ARN),
             servicenow=servicenow,
+        )
+        if servicenow is not None:
+            _check_servicenow_keyset(settings, servicenow)
+        return settings
+
+
+def _check_servicenow_keyset(settings: KeeperSettings, servicenow: ServiceNowSettings) -> None:
+    """ServiceNow checks iss and aud against the app's client_id and knows no PS* algorithm:
+    a keyset that could never pass its own canary is refused at start-up."""
+    if settings.issuer != servicenow.client_id:
+        raise ConfigurationError(
+            f"{names.ENV_ISSUER} ({settings.issuer!r}) must equal {names.ENV_SERVICENOW_CLIENT_ID}"
+            f" ({servicenow.client_id!r}): ServiceNow checks iss against the app's client_id"
+        )
+    if settings.rotation.algorithm.startswith("PS"):
+        raise ConfigurationError(
+            f"ServiceNow does not verify {settings.rotation.algorithm}: use RS* (or ES* on recent"
+            " releases) for a keyset that ServiceNow trusts"
         )
