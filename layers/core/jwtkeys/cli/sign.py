@@ -17,9 +17,9 @@ import sys
 from typing import Any
 
 from ..errors import ConfigurationError, RequestRefused, SigningUnavailable
+from .common import non_empty, refused
 
 EXIT_ISSUED = 0
-EXIT_REFUSED = 1
 EXIT_USAGE = 2
 FUNCTION_ENV = "JWTKEYS_SIGN_FUNCTION"
 
@@ -32,8 +32,8 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--subject", required=True, type=_non_empty, metavar="S")
-    parser.add_argument("--audience", required=True, type=_non_empty, metavar="A")
+    parser.add_argument("--subject", required=True, type=non_empty, metavar="S")
+    parser.add_argument("--audience", required=True, type=non_empty, metavar="A")
     parser.add_argument(
         "--claims", type=_claims, metavar="JSON", help="extra claims, a JSON object"
     )
@@ -83,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         issued = invoker.invoke(payload)
     except RequestRefused as refusal:
-        return _refused(refusal.code, str(refusal))  # str() leads with the reason
+        return refused("sign", refusal.code, str(refusal))  # str() leads with the reason
     except SigningUnavailable as error:
-        return _refused(error.code, str(error))
+        return refused("sign", error.code, str(error))
     sys.stdout.write(json.dumps(issued.to_response(), sort_keys=True) + "\n")
     return EXIT_ISSUED
 
@@ -131,19 +131,6 @@ def _local_invoker(region: str | None) -> Any:
         ),
     )
     return LocalInvoker(service)
-
-
-def _refused(name: str, message: str) -> int:
-    # Exactly one line, whatever the message holds, so scripts can read it.
-    detail = "".join(c if c.isprintable() else "?" for c in " ".join(message.split()))
-    sys.stderr.write(f"jwtkeys sign: refused: {name}: {detail}\n")
-    return EXIT_REFUSED
-
-
-def _non_empty(text: str) -> str:
-    if not text:
-        raise argparse.ArgumentTypeError("must not be empty")
-    return text
 
 
 def _claims(text: str) -> dict[str, Any]:

@@ -12,9 +12,9 @@ from typing import Any
 from ..errors import InvalidToken, JwksUnavailable
 from ..jwks_source import DEFAULT_TIMEOUT_SECONDS, load_jwks
 from ..verify import MAX_TOKEN_BYTES, verify_token
+from .common import non_empty, refused
 
 EXIT_VALID = 0
-EXIT_REFUSED = 1
 # Room for a trailing newline or two after a token read from stdin.
 _STDIN_SLACK = 1024
 _FROM_STDIN = "-"
@@ -31,8 +31,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--jwks", required=True, metavar="FILE_OR_URL", help="JWKS file or http(s) URL"
     )
-    parser.add_argument("--issuer", required=True, type=_non_empty, metavar="ISS")
-    parser.add_argument("--audience", required=True, type=_non_empty, metavar="AUD")
+    parser.add_argument("--issuer", required=True, type=non_empty, metavar="ISS")
+    parser.add_argument("--audience", required=True, type=non_empty, metavar="AUD")
     parser.add_argument(
         "--at", type=_unix_time, metavar="UNIX_TIME", help="verify as of this time (default: now)"
     )
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             # Bounded: anything past the limit is refused as too large without reading it all.
             token = sys.stdin.read(MAX_TOKEN_BYTES + _STDIN_SLACK).strip()
         except UnicodeDecodeError:
-            return _refused("malformed", "the token on stdin is not text")
+            return refused("verify", "malformed", "the token on stdin is not text")
     else:
         token = args.token
     # The real clock is read here and nowhere deeper: verify_token takes `now`.
@@ -72,24 +72,11 @@ def run(args: argparse.Namespace) -> int:
             leeway=args.leeway,
         )
     except InvalidToken as error:
-        return _refused(error.reason, str(error).removeprefix(f"{error.reason}: "))
+        return refused("verify", error.reason, str(error).removeprefix(f"{error.reason}: "))
     except JwksUnavailable as error:
-        return _refused("jwks_unavailable", str(error))
+        return refused("verify", "jwks_unavailable", str(error))
     sys.stdout.write(json.dumps(claims, sort_keys=True) + "\n")
     return EXIT_VALID
-
-
-def _refused(reason: str, message: str) -> int:
-    # Exactly one line, whatever the message holds, so scripts can read it.
-    detail = "".join(c if c.isprintable() else "?" for c in " ".join(message.split()))
-    sys.stderr.write(f"jwtkeys verify: refused: {reason}: {detail}\n")
-    return EXIT_REFUSED
-
-
-def _non_empty(text: str) -> str:
-    if not text:
-        raise argparse.ArgumentTypeError("must not be empty")
-    return text
 
 
 def _unix_time(text: str) -> float:
