@@ -169,8 +169,10 @@ class Demo:
         versions = stack.s3.list_object_versions(
             Bucket=stack.config.bucket, Prefix=names.JWKS_OBJECT_KEY
         )
+        # S3 lists a key's versions newest first; LastModified has only second precision,
+        # so two writes of one tick can only be ordered by that listing.
         new = [v for v in versions.get("Versions", []) if v["VersionId"] not in self._seen_versions]
-        for version in sorted(new, key=lambda v: v["LastModified"]):
+        for version in reversed(new):
             self._seen_versions.add(version["VersionId"])
             body = stack.s3.get_object(
                 Bucket=stack.config.bucket,
@@ -533,6 +535,7 @@ def _narrative(demo: Demo) -> None:
             demo.history, [t.to_json() for t in demo.tokens], DEMO_POLICY.clock_skew
         )
         check(not problems, "; ".join(problems[:5]))
+        check(demo.history[-1]["jwks"] == demo.served_jwks(stack), "history ends elsewhere")
         detail.append(f"{len(demo.tokens)} tokens against {len(demo.history)} published documents")
 
 
