@@ -32,7 +32,9 @@ class MetricsRecorder:
         self.service = service
         self.keyset = keyset
         self._write = write
-        self._pending: dict[tuple[tuple[str, str], ...], AmazonCloudWatchEMFProvider] = {}
+        # One provider per dimension set, kept across invocations: building one costs
+        # more than the metrics it carries, and this runs on the signing hot path.
+        self._providers: dict[tuple[tuple[str, str], ...], AmazonCloudWatchEMFProvider] = {}
 
     def add(self, spec: MetricSpec, value: float, **extra_dimensions: str) -> None:
         """Record `value` for `spec`; the extra dimensions must complete the spec's set."""
@@ -40,17 +42,17 @@ class MetricsRecorder:
         if spec.service != self.service or set(spec.dimensions) != {*dimensions, "service"}:
             raise ValueError(f"{spec.name} is not emitted with dimensions {sorted(dimensions)}")
         key = tuple(sorted(dimensions.items()))
-        provider = self._pending.get(key)
+        provider = self._providers.get(key)
         if provider is None:
             provider = AmazonCloudWatchEMFProvider(
                 namespace=METRIC_NAMESPACE, service=self.service, default_dimensions=dimensions
             )
-            self._pending[key] = provider
+            self._providers[key] = provider
         provider.add_metric(name=spec.name, unit=spec.unit, value=value)
 
     def flush(self) -> None:
         """Write what was recorded; an invocation that recorded nothing writes nothing."""
-        pending, self._pending = self._pending, {}
-        for provider in pending.values():
+        for provider in self._providers.values():
             if provider.metric_set:
                 self._write(json.dumps(provider.serialize_metric_set(), separators=(",", ":")))
+                provider.clear_metrics()
