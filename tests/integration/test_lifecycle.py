@@ -14,11 +14,12 @@ from jwcrypto import jwt as jose_jwt
 
 from jwtkeys import names
 from jwtkeys.clock import SimulatedClock
-from jwtkeys.errors import InvalidRequest, UnsafePolicy
+from jwtkeys.errors import InvalidRequest, LeaseHeld, UnsafePolicy
 from jwtkeys.keeper_service import KeeperService
 from jwtkeys.local.invariants import IssuedRecord, check_invariants, keyset_keys, served_kids
 from jwtkeys.local.stack import LocalStack
 from jwtkeys.rotation_policy import RotationPolicy
+from jwtkeys.state_store import Lease
 from jwtkeys.timestamps import from_iso
 
 from ..stack_fixtures import FAST_POLICY
@@ -309,3 +310,18 @@ def test_unknown_events_are_refused_and_change_nothing(stack: LocalStack) -> Non
         with pytest.raises(InvalidRequest):
             keeper.handle(event)
     assert keyset_keys(stack) == {}
+
+
+def test_a_held_lease_skips_a_tick_quietly_but_refuses_an_operator_action(
+    stack: LocalStack, clock: SimulatedClock
+) -> None:
+    keeper = stack.keeper_service()
+    _tick(keeper)
+    other = Lease(stack.s3, stack.config.bucket, clock, 240)
+    other.acquire()
+    assert str(_tick(keeper)["skipped"]).startswith("lease held")
+    with pytest.raises(LeaseHeld):
+        _tick(keeper, {"action": "rotate", "force": True})
+    # Once the other tick's lease expires, the next tick proceeds.
+    clock.advance(241)
+    assert "skipped" not in _tick(keeper)

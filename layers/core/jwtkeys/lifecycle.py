@@ -8,6 +8,7 @@ tags follow the alias.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -174,27 +175,36 @@ class Keeper:
         try:
             self._lease.acquire()
         except LeaseHeld as held:
+            if action != "tick":
+                raise  # an operator asked for this: say it did not happen
             # Another tick is at work: give up quietly, it will do what is due.
             report.skipped = f"lease held: {held}"
             return report
         try:
-            registry = self._registry.load()
-            if registry.decommissioned:
-                report.skipped = "keyset decommissioned"
-                return report
-            tick = _Tick(
-                registry=registry,
-                keys=self._load_keys(registry),
-                alias_target=self._keys.alias_target(),
-                origin=self._publisher.read_origin(),
-                report=report,
-            )
-            body(tick)
-            if not registry.decommissioned:
-                self._audit(tick)
-        finally:
-            self._lease.release()
+            self._run(report, body)
+        except BaseException:
+            # The original error matters; the lease expires on its own if this fails too.
+            with contextlib.suppress(Exception):
+                self._lease.release()
+            raise
+        self._lease.release()
         return report
+
+    def _run(self, report: TickReport, body: Callable[[_Tick], None]) -> None:
+        registry = self._registry.load()
+        if registry.decommissioned:
+            report.skipped = "keyset decommissioned"
+            return
+        tick = _Tick(
+            registry=registry,
+            keys=self._load_keys(registry),
+            alias_target=self._keys.alias_target(),
+            origin=self._publisher.read_origin(),
+            report=report,
+        )
+        body(tick)
+        if not registry.decommissioned:
+            self._audit(tick)
 
     def _load_keys(self, registry: Registry) -> list[ManagedKey]:
         keys = []
