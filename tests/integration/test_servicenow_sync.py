@@ -404,6 +404,7 @@ def test_missing_app_and_missing_roles_fail_with_a_named_error(
     env = servicenow_env(instance.emulator, secret)
     env["JWTKEYS_SERVICENOW_CLIENT_ID"] = "no-such-client"
     stack = make_stack(local_aws, servicenow_clock, env)
+    stack.config.issuer = "no-such-client"  # a ServiceNow keyset's issuer is its client id
     with pytest.raises(ServiceNowError, match="no oauth_jwt application"):
         make_trust(stack).reconcile([make_key(stack)], servicenow_clock.now())
     instance.emulator.add_user("weak", roles=("itil",), password="weak-password")
