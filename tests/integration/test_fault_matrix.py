@@ -94,6 +94,7 @@ def _cases(calls: int) -> Iterator[tuple[int, str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # a matrix of cases; on a loaded machine it can take minutes
 def test_every_outage_point_converges_after_one_clean_tick(
     local_aws_server: LocalAws, rotation_calls: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -128,6 +129,7 @@ def test_every_outage_point_converges_after_one_clean_tick(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # a matrix of cases; on a loaded machine it can take minutes
 def test_retries_absorb_a_single_failure(local_aws_server: LocalAws, rotation_calls: int) -> None:
     # Every fourth call index, a single failure: botocore's retry absorbs it.
     for index in range(0, rotation_calls, 4):

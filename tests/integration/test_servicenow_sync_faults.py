@@ -149,6 +149,7 @@ def _requests_of_a_clean_sync(world: World) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # a matrix of cases; on a loaded machine it can take minutes
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_request_of_a_sync_survives_each_fault_kind(world: World, kind: str) -> None:
     methods = _requests_of_a_clean_sync(world)
