@@ -1,4 +1,4 @@
-"""The `jwtkeys` command line: one module per command, imported only when used."""
+"""The `jwtkeys` command line: one module per command; heavy imports wait for their command."""
 
 from __future__ import annotations
 
