@@ -54,6 +54,9 @@ def test_status_lists_the_current_and_standby_keys(local_up: dict[str, str]) -> 
     rows = json.loads(_run(local_up, "status", "--local", "--json").stdout)
     assert sorted(row["state"] for row in rows) == ["current", "next"]
     assert all(row["published"] for row in rows)
+    # local up syncs its keyset to the ServiceNow emulator: both keys are trusted there.
+    assert all(row["trusted"] is True for row in rows)
+    assert "TRUSTED" in table.stdout
     assert [row["signing"] for row in rows if row["state"] == "current"] == [True]
 
 

@@ -162,6 +162,10 @@ class Keeper:
             )
         return self._under_lease("decommission", self._decommission)
 
+    def trusted_kids(self) -> set[str] | None:
+        """What the verifier (ServiceNow) trusts now, for `status`; None without one."""
+        return self._trust.trusted_kids()
+
     def load_view(self) -> tuple[Registry, list[ManagedKey], str | None, bytes | None]:
         """Read-only view for `status`: registry, keys, alias target, published JWKS."""
         registry = self._registry.load()

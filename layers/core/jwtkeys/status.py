@@ -15,6 +15,7 @@ class KeyStatus:
     state: str
     age_seconds: int
     published: bool
+    trusted: bool | None  # None: no verifier (ServiceNow) is configured
     signing: bool
     next_transition: str | None
     next_transition_at: int | None
@@ -24,6 +25,7 @@ def keyset_status(keeper: Keeper, now: float) -> list[KeyStatus]:
     """The keyset's keys, newest first, with what happens to each next and when."""
     registry, keys, alias_target, origin = keeper.load_view()
     served = {str(key["kid"]) for key in json.loads(origin)["keys"]} if origin else set()
+    trusted = keeper.trusted_kids()
     policy = keeper.policy
     current = next((key for key in keys if key.state is KeyState.CURRENT), None)
     rows = []
@@ -37,6 +39,7 @@ def keyset_status(keeper: Keeper, now: float) -> list[KeyStatus]:
                 state=key.state.value,
                 age_seconds=int(now - key.created_at),
                 published=key.kid in served,
+                trusted=None if trusted is None else key.kid in trusted,
                 signing=key.arn == alias_target,
                 next_transition=transition,
                 next_transition_at=None if at is None else int(at),
@@ -49,6 +52,7 @@ def keyset_status(keeper: Keeper, now: float) -> list[KeyStatus]:
                 state=str(disposed["state"]),
                 age_seconds=int(now - float(disposed["at"])),
                 published=str(disposed["kid"]) in served,
+                trusted=None if trusted is None else str(disposed["kid"]) in trusted,
                 signing=False,
                 next_transition="deleted by KMS",
                 next_transition_at=int(float(disposed["at"]) + policy.deletion_window_days * 86400),
@@ -73,7 +77,7 @@ def _next_transition(
 
 def render_table(rows: list[KeyStatus], now: float) -> str:
     """A plain-text table for operators."""
-    header = ("KID", "STATE", "AGE", "PUBLISHED", "SIGNS", "NEXT", "WHEN")
+    header = ("KID", "STATE", "AGE", "PUBLISHED", "TRUSTED", "SIGNS", "NEXT", "WHEN")
     lines = [header]
     for row in rows:
         when = "-" if row.next_transition_at is None else _relative(row.next_transition_at - now)
@@ -83,6 +87,7 @@ def render_table(rows: list[KeyStatus], now: float) -> str:
                 row.state,
                 _relative(row.age_seconds),
                 "yes" if row.published else "no",
+                "-" if row.trusted is None else ("yes" if row.trusted else "no"),
                 "yes" if row.signing else "no",
                 row.next_transition or "-",
                 when,

@@ -42,6 +42,10 @@ class TrustTarget(Protocol):
         """End sessions minted by the verifier (revocation); returns how many."""
         ...
 
+    def trusted_kids(self) -> set[str] | None:
+        """The kids the verifier trusts for this keyset now; None when there is no verifier."""
+        ...
+
 
 class NoTrustTarget:
     """No external verifier configured: the JWKS is the whole of trust."""
@@ -56,3 +60,6 @@ class NoTrustTarget:
 
     def end_sessions(self) -> int:
         return 0
+
+    def trusted_kids(self) -> set[str] | None:
+        return None
