@@ -76,10 +76,14 @@ class OperatorTarget:
         if self._function is None:
             return self.keeper().handle(event)
         import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
 
-        response = boto3.client("lambda").invoke(
-            FunctionName=self._function, Payload=json.dumps(event).encode()
-        )
+        try:
+            response = boto3.client("lambda").invoke(
+                FunctionName=self._function, Payload=json.dumps(event).encode()
+            )
+        except (BotoCoreError, ClientError) as error:
+            raise JwtKeysError(f"cannot invoke the keeper {self._function}: {error}") from None
         answer = json.loads(response["Payload"].read() or b"null")
         if response.get("FunctionError"):
             error_type = answer.get("errorType", "Error") if isinstance(answer, dict) else "Error"
@@ -94,10 +98,14 @@ def resolve_target(args: argparse.Namespace) -> OperatorTarget:
     """The deployed keeper when named, else the local stack; ConfigurationError otherwise."""
     if args.keeper_function and not args.local:
         import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
 
-        configuration = boto3.client("lambda").get_function_configuration(
-            FunctionName=args.keeper_function
-        )
+        try:
+            configuration = boto3.client("lambda").get_function_configuration(
+                FunctionName=args.keeper_function
+            )
+        except (BotoCoreError, ClientError) as error:
+            raise JwtKeysError(f"cannot read the keeper {args.keeper_function}: {error}") from None
         env = dict(configuration.get("Environment", {}).get("Variables", {}))
         return OperatorTarget(env, args.keeper_function)
     state_path = local_state_path()
