@@ -96,6 +96,9 @@ class ServiceNowEmulator:
             self._store, self._credentials, clock, self.log.append, lambda: self.jwks_ca_bundle
         )
         self._faults = FaultSwitch(clock)
+        # Bumped by reset(): a request that a slow fault held across a reset belongs to a
+        # test that has ended, and is dropped instead of touching the next one's state.
+        self._generation = 0
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._temp_dir: str | None = None
@@ -159,6 +162,7 @@ class ServiceNowEmulator:
 
     def reset(self) -> None:
         """Forget every record, password, token, replayed jti, fault, rule and log line."""
+        self._generation += 1
         self._store.clear()
         self._credentials.clear()
         self._tokens.reset()
@@ -304,12 +308,15 @@ class ServiceNowEmulator:
 
     def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
+        generation = self._generation
         fault = self._faults.take(request.path)
         if fault is not None:
             if fault.kind == "drop":
                 _drop_connection(environ)
             elif fault.kind == "slow":
                 time.sleep(fault.delay)  # real time: this exercises socket timeouts
+                if generation != self._generation:
+                    _drop_connection(environ)
             else:
                 return self._fault_response(fault.kind, fault.delay)(environ, start_response)
         response = self._dispatch(request)
