@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
+
 
 class JwtKeysError(Exception):
     """Base class of every error jwtkeys raises on purpose."""
@@ -82,3 +87,8 @@ class ServiceNowError(JwtKeysError):
     """ServiceNow refused or failed a request; the message names the table and status."""
 
     code = "ServiceNowError"
+
+
+def aws_error_code(error: ClientError) -> str:
+    """The AWS error code of a botocore ClientError ("" when the answer carries none)."""
+    return str(error.response.get("Error", {}).get("Code", ""))

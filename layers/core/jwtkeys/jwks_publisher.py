@@ -11,8 +11,8 @@ import requests
 from botocore.exceptions import ClientError
 
 from .clock import Clock
+from .errors import aws_error_code
 from .jwk import render_jwks
-from .key_store import error_code
 from .names import JWKS_OBJECT_KEY, OPENID_CONFIGURATION_KEY, PUBLIC_PREFIX
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class JwksPublisher:
         try:
             response = self._s3.get_object(Bucket=self._bucket, Key=JWKS_OBJECT_KEY)
         except ClientError as error:
-            if error_code(error) in {"NoSuchKey", "404"}:
+            if aws_error_code(error) in {"NoSuchKey", "404"}:
                 return None
             raise
         return response["Body"].read()

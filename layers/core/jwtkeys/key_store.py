@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from . import names
 from .algorithms import SigningAlgorithm
-from .errors import LifecycleError
+from .errors import LifecycleError, aws_error_code
 from .jwk import public_jwk, public_key_from_der
 from .key_state import KeyState, ManagedKey
 from .timestamps import from_iso, to_iso
@@ -29,10 +29,6 @@ _TIMESTAMP_TAGS = {
     "deactivated_at": names.TAG_DEACTIVATED_AT,
     "retired_at": names.TAG_RETIRED_AT,
 }
-
-
-def error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 def account_of(role_arn: str) -> str:
@@ -110,6 +106,14 @@ def key_policy(
     }
 
 
+def _remember(key: ManagedKey, tags: Mapping[str, str], now: float) -> None:
+    """Keep `key` in step with tags just written (timestamps at second precision)."""
+    key.tags.update(tags)
+    for attribute, tag in _TIMESTAMP_TAGS.items():
+        if tag in tags:
+            setattr(key, attribute, float(int(now)))
+
+
 class KeyStore:
     """KMS operations on one keyset's keys."""
 
@@ -164,7 +168,7 @@ class KeyStore:
         try:
             tags = self.tags(arn)
         except ClientError as error:
-            if error_code(error) == "NotFoundException":
+            if aws_error_code(error) == "NotFoundException":
                 return None
             raise
         if tags.get(names.TAG_KEYSET) != self.keyset:
@@ -197,25 +201,20 @@ class KeyStore:
             tags[at_tag] = to_iso(now)
         self.set_tags(key.arn, tags)
         key.state = state
-        key.tags.update(tags)
-        for attribute, tag in _TIMESTAMP_TAGS.items():
-            if tag == at_tag:
-                setattr(key, attribute, float(int(now)))
+        _remember(key, tags, now)
 
     def stamp(self, key: ManagedKey, tag: str, now: float) -> None:
         """Set one timestamp tag (e.g. published-at) without changing the state."""
-        self.set_tags(key.arn, {tag: to_iso(now)})
-        key.tags[tag] = to_iso(now)
-        for attribute, name in _TIMESTAMP_TAGS.items():
-            if name == tag:
-                setattr(key, attribute, float(int(now)))
+        tags = {tag: to_iso(now)}
+        self.set_tags(key.arn, tags)
+        _remember(key, tags, now)
 
     def alias_target(self) -> str | None:
         """The ARN the signing alias names, or None before bootstrap."""
         try:
             return self._kms.describe_key(KeyId=self.alias)["KeyMetadata"]["Arn"]
         except ClientError as error:
-            if error_code(error) == "NotFoundException":
+            if aws_error_code(error) == "NotFoundException":
                 return None
             raise
 
@@ -230,7 +229,7 @@ class KeyStore:
         try:
             self._kms.delete_alias(AliasName=self.alias)
         except ClientError as error:
-            if error_code(error) != "NotFoundException":
+            if aws_error_code(error) != "NotFoundException":
                 raise
 
     def key_state(self, arn: str) -> str:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from jwt.algorithms import Algorithm
 
 from .algorithms import ALGORITHMS, KeyFamily, SigningAlgorithm
-from .errors import SigningUnavailable
+from .errors import SigningUnavailable, aws_error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
@@ -103,7 +103,7 @@ class KmsAlgorithm(Algorithm):
 
 
 def _signing_error(error: ClientError, key: KmsKeyRef) -> SigningUnavailable:
-    code = error.response.get("Error", {}).get("Code", "")
+    code = aws_error_code(error)
     if code in KEY_UNUSABLE_CODES:
         return KeyUnusable(f"KMS key {key.key_arn} cannot sign ({code})")
     if code in THROTTLING_CODES:

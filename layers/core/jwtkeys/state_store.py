@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from .clock import Clock
-from .errors import LeaseHeld, LifecycleError
-from .key_store import error_code
+from .errors import LeaseHeld, LifecycleError, aws_error_code
 from .names import STATE_PREFIX
 
 if TYPE_CHECKING:
@@ -47,12 +46,12 @@ class Lease:
             self._s3.put_object(Bucket=self._bucket, Key=LEASE_KEY, Body=body, IfNoneMatch="*")
             return
         except ClientError as error:
-            if error_code(error) not in _CONFLICT_CODES:
+            if aws_error_code(error) not in _CONFLICT_CODES:
                 raise
         try:
             current = self._s3.get_object(Bucket=self._bucket, Key=LEASE_KEY)
         except ClientError as error:
-            if error_code(error) == "NoSuchKey":
+            if aws_error_code(error) == "NoSuchKey":
                 raise LeaseHeld("the lease changed hands while it was read") from error
             raise
         held = json.loads(current["Body"].read())
@@ -64,7 +63,7 @@ class Lease:
                 Bucket=self._bucket, Key=LEASE_KEY, Body=body, IfMatch=current["ETag"]
             )
         except ClientError as error:
-            if error_code(error) in _CONFLICT_CODES:
+            if aws_error_code(error) in _CONFLICT_CODES:
                 raise LeaseHeld("another tick took the expired lease first") from error
             raise
 
@@ -111,7 +110,7 @@ class RegistryStore:
         try:
             response = self._s3.get_object(Bucket=self._bucket, Key=REGISTRY_KEY)
         except ClientError as error:
-            if error_code(error) == "NoSuchKey":
+            if aws_error_code(error) == "NoSuchKey":
                 self._etag = None
                 return Registry()
             raise
@@ -137,7 +136,7 @@ class RegistryStore:
                     Bucket=self._bucket, Key=REGISTRY_KEY, Body=body, IfMatch=self._etag
                 )
         except ClientError as error:
-            if error_code(error) in _CONFLICT_CODES:
+            if aws_error_code(error) in _CONFLICT_CODES:
                 raise LifecycleError(
                     "the registry changed under this tick; retrying next tick"
                 ) from error

@@ -12,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .algorithms import SigningAlgorithm
 from .clock import Clock
-from .errors import SigningUnavailable
+from .errors import SigningUnavailable, aws_error_code
 from .kms_signer import KeyUnusable, KmsJwsSigner, KmsKeyRef
 from .names import TAG_KEYSET, TAG_KID, TAG_STATE, current_alias
 from .signing_policy import SigningPolicy, SignRequest, build_claims, judge
@@ -90,7 +90,7 @@ class SigningKeyResolver:
                 for tag in self._kms.list_resource_tags(KeyId=metadata["Arn"]).get("Tags", [])
             }
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
+            code = aws_error_code(error)
             raise SigningUnavailable(f"cannot resolve {alias} ({code})") from error
         except BotoCoreError as error:
             raise SigningUnavailable(f"KMS unreachable while resolving {alias}: {error}") from error

@@ -21,7 +21,13 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import InvalidRequest, PolicyViolation, RequestRefused, SigningUnavailable
+from ..errors import (
+    InvalidRequest,
+    PolicyViolation,
+    RequestRefused,
+    SigningUnavailable,
+    aws_error_code,
+)
 from ..token_issuer import IssuedToken
 
 if TYPE_CHECKING:
@@ -123,7 +129,7 @@ class LambdaInvoker:
             )
             body = response["Payload"].read()
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "ClientError")
+            code = aws_error_code(error) or "ClientError"
             if code == "AccessDeniedException":
                 # Not a signing failure: this principal may not invoke the function at all.
                 raise PolicyViolation(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..clock import Clock
-from ..errors import ConfigurationError, ServiceNowError
+from ..errors import ConfigurationError, ServiceNowError, aws_error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -136,5 +136,5 @@ class SecretSource:
 def _error_code(error: Exception) -> str:
     # botocore messages can echo request parameters; the code is enough to act on.
     if isinstance(error, ClientError):
-        return str(error.response.get("Error", {}).get("Code", "ClientError"))
+        return aws_error_code(error) or "ClientError"
     return type(error).__name__
