@@ -28,7 +28,7 @@ test: $(STAMP) $(NPM_STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m jwtkeys.bench
+	$(BIN)/python -m jwtkeys_tools.bench
 
 synth: $(STAMP) $(NPM_STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install cdk synth --quiet --output cdk.out
@@ -36,7 +36,7 @@ synth: $(STAMP) $(NPM_STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy layers/core/jwtkeys functions tests infra app.py
+	$(BIN)/mypy layers/core/jwtkeys tools/jwtkeys_tools functions tests infra app.py
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

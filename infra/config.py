@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jwtkeys.errors import ConfigurationError
-from jwtkeys.rotation_policy import RotationPolicy
+from jwtkeys.keeper.rotation_policy import RotationPolicy
 
 from .constants import CONTEXT_KEY, DEFAULT_RUNBOOK_URL, STACK_NAME_PREFIX
 

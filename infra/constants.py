@@ -30,8 +30,10 @@ STACK_NAME_PREFIX: Final = "jwtkeys-"
 # Tag on every resource of a keyset stack (cost allocation, ownership).
 STACK_TAG: Final = "jwtkeys-keyset"
 
-# Development-only subpackages of jwtkeys that never ship in the Lambda layer.
-DEV_ONLY_SUBPACKAGES: Final = ("local", "bench", "cli")
+# The core layer is built by inclusion: the jwtkeys base modules (the package's top-level
+# files) plus exactly these subpackages, the ones the functions import. An infra test
+# checks this list against the functions' import closure, so it cannot drift.
+CORE_LAYER_SUBPACKAGES: Final = ("keeper", "keys", "servicenow", "signer", "trust")
 
 # Lambda defaults, stated once for every function.
 LAMBDA_RUNTIME: Final = lambda_.Runtime.PYTHON_3_14

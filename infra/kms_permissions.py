@@ -12,8 +12,8 @@ from __future__ import annotations
 from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 
+from jwtkeys.keeper.rotation_policy import MAX_DELETION_WINDOW_DAYS, RotationPolicy
 from jwtkeys.names import TAG_KEYSET, TAG_PREFIX, alias_prefix
-from jwtkeys.rotation_policy import MAX_DELETION_WINDOW_DAYS, RotationPolicy
 
 _RESOURCE_TAG = f"aws:ResourceTag/{TAG_KEYSET}"
 _REQUEST_TAG = f"aws:RequestTag/{TAG_KEYSET}"

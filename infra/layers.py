@@ -1,7 +1,7 @@
 """The two Lambda layers, staged on this machine: never Docker, never at deploy time.
 
 - core: the `jwtkeys` package as `python/jwtkeys/...` (Lambda puts `/opt/python` on the
-  path), without the development-only subpackages;
+  path), built by inclusion: the runtime modules the functions import;
 - deps: the runtime pins of pyproject.toml, installed by pip for the Lambda platform
   (arm64, the runtime's Python) into `python/`, cached under `build/layers/` by the
   hash of everything that decides its content.
@@ -30,9 +30,9 @@ from constructs import Construct
 from .constants import (
     BUILD_CACHE_DIR,
     CONSTRAINTS_FILE,
+    CORE_LAYER_SUBPACKAGES,
     CORE_PACKAGE_DIR,
     DEPS_REQUIREMENTS,
-    DEV_ONLY_SUBPACKAGES,
     LAMBDA_ARCHITECTURE,
     LAMBDA_RUNTIME,
     LAYER_PIP_PLATFORMS,
@@ -52,17 +52,22 @@ def runtime_python_version() -> str:
 
 
 def stage_core_layer(output_dir: Path, package_dir: Path = CORE_PACKAGE_DIR) -> None:
-    """Copy the jwtkeys package to `output_dir/python/jwtkeys`, without dev-only code."""
-    top_level_excluded = {name for name in DEV_ONLY_SUBPACKAGES}
+    """Copy the runtime modules the functions import to `output_dir/python/jwtkeys`.
 
-    def ignore(directory: str, names: list[str]) -> set[str]:
-        ignored = {n for n in names if n == "__pycache__" or n.endswith((".pyc", ".egg-info"))}
-        if Path(directory).resolve() == package_dir.resolve():
-            ignored |= top_level_excluded & set(names)
-        return ignored
-
+    By inclusion: the package's top-level modules and CORE_LAYER_SUBPACKAGES, nothing
+    else, so code added beside them (an SDK for callers, say) never ships by accident.
+    """
     target = output_dir / "python" / package_dir.name
-    shutil.copytree(package_dir, target, ignore=ignore, dirs_exist_ok=True)
+    target.mkdir(parents=True, exist_ok=True)
+    for module in sorted(package_dir.glob("*.py")):
+        shutil.copy2(module, target / module.name)
+    for subpackage in CORE_LAYER_SUBPACKAGES:
+        shutil.copytree(
+            package_dir / subpackage,
+            target / subpackage,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+            dirs_exist_ok=True,
+        )
 
 
 def deps_cache_key(

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 from botocore.config import Config
 
-from jwtkeys.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.aws_endpoint import LocalAws
 
 
 def no_retries() -> Config:

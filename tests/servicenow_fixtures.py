@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from jwtkeys.clock import SimulatedClock
-from jwtkeys.local.servicenow_emulator import ServiceNowEmulator
+from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator
 
 CLOCK_START = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC: far from real time on purpose
 INTEGRATION_USER = ("jwtkeys.integration", "integration-password")

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from jwtkeys.clock import SimulatedClock
-from jwtkeys.local.aws_endpoint import LocalAws
-from jwtkeys.local.stack import LocalKeysetConfig, LocalStack
-from jwtkeys.rotation_policy import RotationPolicy
+from jwtkeys.keeper.rotation_policy import RotationPolicy
+from jwtkeys_tools.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.stack import LocalKeysetConfig, LocalStack
 
 # Small but safe timings: a full rotation is a few simulated hours.
 FAST_POLICY = RotationPolicy(

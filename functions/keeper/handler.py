@@ -8,10 +8,10 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger
 
+from jwtkeys import servicenow
 from jwtkeys.clock import SystemClock
-from jwtkeys.keeper_service import KeeperClients, KeeperService
+from jwtkeys.keeper.service import KeeperClients, KeeperService
 from jwtkeys.metrics_catalog import KEEPER_SERVICE
-from jwtkeys.servicenow_wiring import servicenow_trust
 from jwtkeys.settings import KeeperSettings
 
 # Lambda's active tracing records the invocation; the X-Ray SDK (not in the dependency
@@ -26,7 +26,7 @@ service = KeeperService.create(
         cloudfront=boto3.client("cloudfront") if settings.distribution_id else None,
     ),
     SystemClock(),
-    trust_factory=servicenow_trust,
+    trust_factory=servicenow.trust_target,
     logger=logger,
 )
 

@@ -11,7 +11,7 @@ from botocore.config import Config
 
 from jwtkeys.clock import SystemClock
 from jwtkeys.metrics_catalog import SIGNER_SERVICE
-from jwtkeys.sign_service import SignService
+from jwtkeys.signer.service import SignService
 
 logger = Logger(service=SIGNER_SERVICE)
 # Adaptive retries absorb brief KMS throttling before we report SigningUnavailable.

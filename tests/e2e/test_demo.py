@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from jwtkeys.cli import main
-from jwtkeys.local.demo import DEMO_POLICY, check_artifacts
+from jwtkeys_tools.cli import main
+from jwtkeys_tools.local.demo import DEMO_POLICY, check_artifacts
 
 
 @pytest.fixture(scope="module")

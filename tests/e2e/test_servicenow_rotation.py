@@ -1,7 +1,7 @@
 """End to end: the real keeper and signer, the real ServiceNow wiring, the emulated instance.
 
 The keeper builds its trust target exactly as the Lambda does
-(`jwtkeys.servicenow_wiring.servicenow_trust` -> `ServiceNowTrust.from_settings`, with
+(`jwtkeys.servicenow.trust_target` -> `ServiceNowTrustTarget.from_settings`, with
 boto3 pointed at the local AWS endpoint by the environment), on the emulator's own
 simulated clock. Tokens come from the signing service and are exchanged at the
 emulator's `/oauth_token.do` as a ServiceNow client would.
@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 import requests
 
+from jwtkeys import servicenow
 from jwtkeys.clock import SimulatedClock
-from jwtkeys.keeper_service import KeeperService
-from jwtkeys.local.aws_endpoint import LocalAws
-from jwtkeys.local.invariants import IssuedRecord, check_invariants
-from jwtkeys.local.stack import LocalStack
+from jwtkeys.keeper.service import KeeperService
 from jwtkeys.observability import MetricsRecorder
-from jwtkeys.servicenow_wiring import servicenow_trust
+from jwtkeys_tools.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.invariants import IssuedRecord, check_invariants
+from jwtkeys_tools.local.stack import LocalStack
 
 from ..integration.test_servicenow_sync_support import (
     CANARY_EMAIL,
@@ -90,7 +90,7 @@ def deployment(
     recorder = MetricsRecorder(
         "jwtkeys-keeper", "test", write=lambda line: metrics.append(json.loads(line))
     )
-    keeper = stack.keeper_service(trust_factory=servicenow_trust, metrics=recorder)
+    keeper = stack.keeper_service(trust_factory=servicenow.trust_target, metrics=recorder)
     return Deployment(stack, keeper, instance, servicenow_clock, metrics)
 
 
@@ -196,7 +196,7 @@ def test_a_refused_canary_holds_the_rotation_until_servicenow_accepts_the_key(
     env["JWTKEYS_SERVICENOW_CANARY_SUBJECT"] = "shadow@jwtkeys.test"
     stack.config.servicenow_env = env
     deployment.clock.advance(FAST_POLICY.rotation_period)
-    held_keeper = stack.keeper_service(trust_factory=servicenow_trust)
+    held_keeper = stack.keeper_service(trust_factory=servicenow.trust_target)
     held = held_keeper.handle({"action": "tick"})
     assert held["promoted"] == []
     assert held["current_kid"] == current
@@ -205,7 +205,9 @@ def test_a_refused_canary_holds_the_rotation_until_servicenow_accepts_the_key(
     # Put right: the next tick promotes the standby key.
     env["JWTKEYS_SERVICENOW_CANARY_SUBJECT"] = CANARY_EMAIL
     stack.config.servicenow_env = env
-    promoted = stack.keeper_service(trust_factory=servicenow_trust).handle({"action": "tick"})
+    promoted = stack.keeper_service(trust_factory=servicenow.trust_target).handle(
+        {"action": "tick"}
+    )
     assert promoted["promoted"] == [standby]
     check_invariants(stack, trusted_kids=deployment.instance.trusted_kids)
 

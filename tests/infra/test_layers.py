@@ -14,6 +14,7 @@ from infra.layers import runtime_python_version
 from tests.infra.conftest import DEV, PROJECT_ROOT, Synth, logical_id_starting
 
 ELF_MACHINE_AARCH64 = 183
+RUNTIME_ROOT = PROJECT_ROOT / "layers" / "core"
 
 
 def _layer_dir(synth: Synth, prefix: str) -> Path:
@@ -21,19 +22,65 @@ def _layer_dir(synth: Synth, prefix: str) -> Path:
     return synth.asset_dir(DEV, logical_id)
 
 
-def test_core_layer_is_the_jwtkeys_package_without_dev_only_code(synth: Synth) -> None:
-    staged = _layer_dir(synth, "LayersCore")
+def _module_file(module: str) -> Path | None:
+    path = RUNTIME_ROOT.joinpath(*module.split("."))
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    return None
 
+
+def _imported_runtime_modules(source: Path) -> set[str]:
+    """The jwtkeys modules a file imports anywhere (lazy imports inside functions too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        found |= {name for name in names if name.split(".")[0] == "jwtkeys" and _module_file(name)}
+    return found
+
+
+def _import_closure(entry_points: list[Path]) -> set[Path]:
+    """Every runtime file the entry points need: modules imported, and their packages."""
+    pending = [m for entry in entry_points for m in _imported_runtime_modules(entry)]
+    files: set[Path] = set()
+    while pending:
+        module = pending.pop()
+        parts = module.split(".")
+        for depth in range(1, len(parts) + 1):
+            file = _module_file(".".join(parts[:depth]))
+            if file is not None and file not in files:
+                files.add(file)
+                pending.extend(_imported_runtime_modules(file))
+    return files
+
+
+def test_core_layer_holds_exactly_the_runtime_modules_the_functions_import(synth: Synth) -> None:
+    # Given the core layer as CDK staged it, and the functions' handlers
+    staged = _layer_dir(synth, "LayersCore")
+    handlers = sorted((PROJECT_ROOT / "functions").glob("*/handler.py"))
+    assert handlers
+
+    # When both are listed as files of the jwtkeys package
+    layer_files = {
+        p.relative_to(staged / "python").as_posix()
+        for p in (staged / "python").rglob("*")
+        if p.is_file()
+    }
+    needed = {p.relative_to(RUNTIME_ROOT).as_posix() for p in _import_closure(handlers)}
+
+    # Then the layer is built by inclusion: what the functions import, nothing else
     assert sorted(p.name for p in staged.iterdir()) == ["python"]
-    assert sorted(p.name for p in (staged / "python").iterdir()) == ["jwtkeys"]
-    package = staged / "python" / "jwtkeys"
-    for module in ("__init__.py", "names.py", "rotation_policy.py", "metrics_catalog.py"):
-        assert (package / module).is_file(), module
-    for dev_only in ("local", "bench", "cli"):
-        assert not (package / dev_only).exists(), dev_only
-    assert not list(package.rglob("__pycache__"))
-    source = PROJECT_ROOT / "layers" / "core" / "jwtkeys"
-    assert (package / "names.py").read_bytes() == (source / "names.py").read_bytes()
+    assert not needed - layer_files, f"missing from the layer: {sorted(needed - layer_files)}"
+    assert not layer_files - needed, f"not imported by any function: {sorted(layer_files - needed)}"
+    assert not any("__pycache__" in f for f in layer_files)
+    source = RUNTIME_ROOT / "jwtkeys" / "names.py"
+    assert (staged / "python" / "jwtkeys" / "names.py").read_bytes() == source.read_bytes()
 
 
 def test_deps_layer_holds_the_runtime_pins_built_for_lambda_arm64(synth: Synth) -> None:
@@ -98,8 +145,7 @@ def test_handlers_need_nothing_the_core_layer_leaves_out(synth: Synth) -> None:
         "    importlib.import_module(name)\n"
         "import jwtkeys\n"
         "print(jwtkeys.__file__)\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('jwtkeys.local', 'jwtkeys.bench',"
-        " 'jwtkeys.cli'))))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('jwtkeys_tools')))\n"
     )
 
     # When every jwtkeys module the handlers import is imported

@@ -21,17 +21,17 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from jwtkeys.cli import main as cli_main
 from jwtkeys.client import FunctionUrlInvoker, TokenClient
 from jwtkeys.clock import SimulatedClock
 from jwtkeys.errors import InvalidRequest, PolicyViolation, SigningUnavailable
-from jwtkeys.jwks_source import load_jwks
-from jwtkeys.local.aws_endpoint import LocalAws
-from jwtkeys.local.stack import LocalStack
 from jwtkeys.metrics_catalog import SIGNER_SERVICE
 from jwtkeys.observability import MetricsRecorder
-from jwtkeys.sign_service import SignService
-from jwtkeys.verify import verify_token
+from jwtkeys.signer.service import SignService
+from jwtkeys.verify.jwks_source import load_jwks
+from jwtkeys.verify.token import verify_token
+from jwtkeys_tools.cli import main as cli_main
+from jwtkeys_tools.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.stack import LocalStack
 
 REGION = "us-east-1"
 AUDIENCE = "client-test"

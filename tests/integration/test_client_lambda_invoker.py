@@ -19,12 +19,12 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from jwtkeys.cli import main as cli_main
 from jwtkeys.client import LambdaInvoker, TokenClient
 from jwtkeys.errors import InvalidRequest, PolicyViolation, SigningUnavailable
-from jwtkeys.local.aws_endpoint import LocalAws
-from jwtkeys.local.stack import LocalStack
-from jwtkeys.sign_service import SignService
+from jwtkeys.signer.service import SignService
+from jwtkeys_tools.cli import main as cli_main
+from jwtkeys_tools.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.stack import LocalStack
 
 FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:jwtkeys-test-sign"
 AUDIENCE = "client-test"

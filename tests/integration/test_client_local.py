@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from jwtkeys.cli import main as cli_main
 from jwtkeys.client import IssuedToken, LocalInvoker, TokenClient
 from jwtkeys.clock import SimulatedClock
 from jwtkeys.errors import InvalidRequest, PolicyViolation
-from jwtkeys.jwks_source import load_jwks
-from jwtkeys.local.aws_endpoint import LocalAws
-from jwtkeys.local.stack import LocalStack
-from jwtkeys.verify import verify_token
+from jwtkeys.verify.jwks_source import load_jwks
+from jwtkeys.verify.token import verify_token
+from jwtkeys_tools.cli import main as cli_main
+from jwtkeys_tools.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.stack import LocalStack
 
 AUDIENCE = "client-test"
 ISSUER = "client-test"

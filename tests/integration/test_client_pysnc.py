@@ -23,9 +23,9 @@ from jwtkeys.client import LocalInvoker, TokenClient
 from jwtkeys.client.pysnc_auth import JWT_BEARER_GRANT, ServiceNowJwtBearerAuth
 from jwtkeys.clock import SimulatedClock
 from jwtkeys.errors import ServiceNowError
-from jwtkeys.local.aws_endpoint import LocalAws
-from jwtkeys.local.servicenow_emulator import ServiceNowEmulator
-from jwtkeys.local.stack import LocalStack
+from jwtkeys_tools.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator
+from jwtkeys_tools.local.stack import LocalStack
 
 pytest_plugins = ["tests.servicenow_fixtures"]
 

@@ -16,10 +16,10 @@ import pytest
 from botocore.config import Config
 
 from jwtkeys.clock import SimulatedClock
-from jwtkeys.keeper_service import KeeperService
-from jwtkeys.local.aws_endpoint import LocalAws
-from jwtkeys.local.invariants import IssuedRecord, check_invariants, keyset_keys
-from jwtkeys.local.stack import LocalKeysetConfig, LocalStack
+from jwtkeys.keeper.service import KeeperService
+from jwtkeys_tools.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.invariants import IssuedRecord, check_invariants, keyset_keys
+from jwtkeys_tools.local.stack import LocalKeysetConfig, LocalStack
 
 from ..stack_fixtures import FAST_POLICY as RS256_POLICY
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from jwtkeys.jwks_publisher import JwksPublisher, RecordingInvalidator
-from jwtkeys.local.aws_endpoint import LocalAws
+from jwtkeys.keeper.jwks_publisher import JwksPublisher, RecordingInvalidator
+from jwtkeys_tools.local.aws_endpoint import LocalAws
 
 KEY = {"kid": "k1", "kty": "EC", "crv": "P-256", "x": "x", "y": "y", "alg": "ES256", "use": "sig"}
 

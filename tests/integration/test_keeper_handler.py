@@ -10,10 +10,10 @@ import pytest
 from jwtkeys import metrics_catalog as catalog
 from jwtkeys.clock import SystemClock
 from jwtkeys.errors import InvalidRequest
-from jwtkeys.local.aws_endpoint import LocalAws
-from jwtkeys.local.servicenow_emulator import ServiceNowEmulator
-from jwtkeys.local.servicenow_setup import configure_servicenow
-from jwtkeys.local.stack import LocalStack
+from jwtkeys_tools.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator
+from jwtkeys_tools.local.servicenow_setup import configure_servicenow
+from jwtkeys_tools.local.stack import LocalStack
 
 from ..lambda_fixtures import LambdaContext, emitted_metrics, load_handler
 

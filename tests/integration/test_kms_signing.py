@@ -9,12 +9,12 @@ import pytest
 from jwcrypto import jwk as jose_jwk
 from jwcrypto import jws as jose_jws
 
-from jwtkeys.algorithms import ALGORITHMS
 from jwtkeys.errors import InvalidToken
-from jwtkeys.jwk import public_jwk, public_key_from_der, render_jwks
-from jwtkeys.kms_signer import KmsJwsSigner, KmsKeyRef
-from jwtkeys.local.aws_endpoint import LocalAws
-from jwtkeys.verify import verify_token
+from jwtkeys.keys.algorithms import ALGORITHMS
+from jwtkeys.keys.jwk import public_jwk, public_key_from_der, render_jwks
+from jwtkeys.keys.kms_signer import KmsJwsSigner, KmsKeyRef
+from jwtkeys.verify.token import verify_token
+from jwtkeys_tools.local.aws_endpoint import LocalAws
 
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 

@@ -15,12 +15,12 @@ from jwcrypto import jwt as jose_jwt
 from jwtkeys import names
 from jwtkeys.clock import SimulatedClock
 from jwtkeys.errors import InvalidRequest, LeaseHeld, UnsafePolicy
-from jwtkeys.keeper_service import KeeperService
-from jwtkeys.local.invariants import IssuedRecord, check_invariants, keyset_keys, served_kids
-from jwtkeys.local.stack import LocalStack
-from jwtkeys.rotation_policy import RotationPolicy
-from jwtkeys.state_store import Lease
+from jwtkeys.keeper.rotation_policy import RotationPolicy
+from jwtkeys.keeper.service import KeeperService
+from jwtkeys.keeper.state_store import Lease
 from jwtkeys.timestamps import from_iso
+from jwtkeys_tools.local.invariants import IssuedRecord, check_invariants, keyset_keys, served_kids
+from jwtkeys_tools.local.stack import LocalStack
 
 from ..stack_fixtures import FAST_POLICY
 

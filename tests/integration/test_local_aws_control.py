@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError, ConnectionClosedError
 from mypy_boto3_kms import KMSClient
 from mypy_boto3_s3 import S3Client
 
-from jwtkeys.local.aws_endpoint import LocalAws, LocalAwsError
+from jwtkeys_tools.local.aws_endpoint import LocalAws, LocalAwsError
 from tests.local_aws_fixtures import no_retries
 
 BUCKET = "jwtkeys-control"

@@ -1,7 +1,7 @@
 """The local AWS endpoint behaves like AWS where jwtkeys depends on it.
 
 Every test talks to the endpoint over real HTTP through boto3, and its docstring states
-the AWS behaviour it pins. Some pin fixes of moto 5.2 (`jwtkeys.local.moto_fixes`, the
+the AWS behaviour it pins. Some pin fixes of moto 5.2 (`jwtkeys_tools.local.moto_fixes`, the
 S3-only port), others pin what moto already does like AWS: a moto upgrade that changes
 any of it fails here, loudly.
 """
@@ -25,7 +25,7 @@ from mypy_boto3_kms import KMSClient
 from mypy_boto3_kms.literals import KeySpecType, MessageTypeType, SigningAlgorithmSpecType
 from mypy_boto3_s3 import S3Client
 
-from jwtkeys.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.aws_endpoint import LocalAws
 
 # (KMS signing algorithm, a key spec that supports it)
 ALGORITHMS: list[tuple[SigningAlgorithmSpecType, KeySpecType]] = [

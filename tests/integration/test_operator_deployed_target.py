@@ -8,9 +8,9 @@ import zipfile
 
 import pytest
 
-from jwtkeys.cli import main
-from jwtkeys.local.aws_endpoint import LocalAws
-from jwtkeys.local.stack import LocalStack
+from jwtkeys_tools.cli import main
+from jwtkeys_tools.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.stack import LocalStack
 
 TRUST_POLICY = {
     "Version": "2012-10-17",

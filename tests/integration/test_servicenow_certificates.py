@@ -11,13 +11,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.x509.oid import NameOID
 
-from jwtkeys.algorithms import ALGORITHMS
 from jwtkeys.clock import SimulatedClock
-from jwtkeys.jwk import public_jwk, public_key_from_der
-from jwtkeys.key_state import KeyState, ManagedKey
-from jwtkeys.local.aws_endpoint import LocalAws
-from jwtkeys.local.servicenow_emulator import ServiceNowEmulator
-from jwtkeys.rotation_policy import RotationPolicy
+from jwtkeys.keeper.rotation_policy import RotationPolicy
+from jwtkeys.keys.algorithms import ALGORITHMS
+from jwtkeys.keys.jwk import public_jwk, public_key_from_der
+from jwtkeys.keys.key_state import KeyState, ManagedKey
 from jwtkeys.servicenow.certificates import (
     PEM_LINE,
     CertificateError,
@@ -26,6 +24,8 @@ from jwtkeys.servicenow.certificates import (
     issue_certificate,
     kms_private_key,
 )
+from jwtkeys_tools.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator
 
 from ..stack_fixtures import FAST_POLICY
 

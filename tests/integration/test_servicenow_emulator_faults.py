@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from jwtkeys.clock import SimulatedClock
-from jwtkeys.local.servicenow_emulator import ServiceNowEmulator
+from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator
 
 
 @pytest.fixture

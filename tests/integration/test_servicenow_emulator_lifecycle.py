@@ -12,7 +12,7 @@ import requests
 from cryptography import x509
 
 from jwtkeys.clock import SimulatedClock, SystemClock
-from jwtkeys.local.servicenow_emulator import ServiceNowEmulator
+from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator
 
 
 def _get(emulator: ServiceNowEmulator, auth: tuple[str, str]) -> requests.Response:

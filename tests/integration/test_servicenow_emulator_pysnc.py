@@ -9,7 +9,7 @@ import pysnc
 import pytest
 import requests
 
-from jwtkeys.local.servicenow_emulator import JWT_BEARER, ServiceNowEmulator
+from jwtkeys_tools.local.servicenow_emulator import JWT_BEARER, ServiceNowEmulator
 from tests.servicenow_fixtures import make_assertion, trust_key
 
 

@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from jwtkeys.clock import SimulatedClock
-from jwtkeys.local.servicenow_emulator import ServiceNowEmulator
-from jwtkeys.local.servicenow_emulator.certificates import glide_datetime
+from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator
+from jwtkeys_tools.local.servicenow_emulator.certificates import glide_datetime
 from tests.servicenow_fixtures import CLOCK_START, certificate_pem, signing_key
 
 SYS_ID = re.compile(r"^[0-9a-f]{32}$")

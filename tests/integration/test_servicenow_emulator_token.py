@@ -14,7 +14,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
 from jwtkeys.clock import SimulatedClock
-from jwtkeys.local.servicenow_emulator import GENERIC_FAILURE, JWT_BEARER, ServiceNowEmulator
+from jwtkeys_tools.local.servicenow_emulator import GENERIC_FAILURE, JWT_BEARER, ServiceNowEmulator
 from tests.servicenow_fixtures import (
     CLIENT_ID,
     CLIENT_SECRET,

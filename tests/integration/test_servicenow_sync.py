@@ -14,15 +14,15 @@ import requests
 
 from jwtkeys.clock import SimulatedClock
 from jwtkeys.errors import ServiceNowError
-from jwtkeys.key_state import ManagedKey
-from jwtkeys.kms_signer import KmsJwsSigner, KmsKeyRef
-from jwtkeys.lifecycle import TrustNotConfirmed
-from jwtkeys.local.aws_endpoint import LocalAws
-from jwtkeys.local.servicenow_emulator import ServiceNowEmulator
-from jwtkeys.local.stack import LocalStack
+from jwtkeys.keeper.lifecycle import TrustNotConfirmed
+from jwtkeys.keys.key_state import ManagedKey
+from jwtkeys.keys.kms_signer import KmsJwsSigner, KmsKeyRef
 from jwtkeys.names import servicenow_record_name
 from jwtkeys.servicenow.certificates import key_algorithm, public_key_of, read_certificate, spki
 from jwtkeys.servicenow.table_client import Record, TableClient
+from jwtkeys_tools.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator
+from jwtkeys_tools.local.stack import LocalStack
 
 from ..servicenow_fixtures import (
     CLIENT_ID,

@@ -17,12 +17,12 @@ import requests
 
 from jwtkeys.clock import SimulatedClock
 from jwtkeys.errors import JwtKeysError, ServiceNowError
-from jwtkeys.key_state import ManagedKey
-from jwtkeys.local.aws_endpoint import LocalAws
-from jwtkeys.local.servicenow_emulator import ServiceNowEmulator
-from jwtkeys.local.stack import LocalStack
+from jwtkeys.keys.key_state import ManagedKey
 from jwtkeys.servicenow.table_client import BACKOFF_MAX, MAX_RETRIES, MAX_RETRY_AFTER
-from jwtkeys.servicenow.trust import ServiceNowTrust
+from jwtkeys.servicenow.target import ServiceNowTrustTarget
+from jwtkeys_tools.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator
+from jwtkeys_tools.local.stack import LocalStack
 
 from ..servicenow_fixtures import certificate_pem, signing_key
 from .test_servicenow_sync_support import (
@@ -61,7 +61,7 @@ class World:
     keys: tuple[ManagedKey, ManagedKey, ManagedKey]
     foreign: list[dict[str, str]]
 
-    def fresh(self) -> tuple[ServiceNowTrust, Instance]:
+    def fresh(self) -> tuple[ServiceNowTrustTarget, Instance]:
         """Reset the instance to: k1 and k2 trusted, k2's map edited by hand."""
         self.emulator.reset()
         instance = set_up_instance(self.emulator)
@@ -89,7 +89,7 @@ class World:
         # A new trust object: the process that meets the fault is not the one that synced.
         return make_trust(self.stack, read_timeout=READ_TIMEOUT), instance
 
-    def sync(self, trust: ServiceNowTrust) -> None:
+    def sync(self, trust: ServiceNowTrustTarget) -> None:
         """What the keeper asks of ServiceNow around a promotion."""
         _, k2, k3 = self.keys
         trust.reconcile([k2, k3], self.clock.now())
@@ -125,7 +125,7 @@ def world(local_aws_server: LocalAws, servicenow_server: ServiceNowEmulator) -> 
 class FaultAt:
     """Injects one fault into the `index`-th request the trust sends; records methods."""
 
-    def __init__(self, trust: ServiceNowTrust, emulator: ServiceNowEmulator) -> None:
+    def __init__(self, trust: ServiceNowTrustTarget, emulator: ServiceNowEmulator) -> None:
         self.methods: list[str] = []
         self._emulator = emulator
         self._send = trust.client.session.send

@@ -9,9 +9,9 @@ import requests
 
 from jwtkeys.clock import SimulatedClock
 from jwtkeys.errors import ConfigurationError
-from jwtkeys.local.aws_endpoint import LocalAws
-from jwtkeys.local.invariants import check_invariants, served_kids
-from jwtkeys.local.stack import LocalStack
+from jwtkeys_tools.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.invariants import check_invariants, served_kids
+from jwtkeys_tools.local.stack import LocalStack
 
 from ..servicenow_fixtures import CLIENT_ID, INTEGRATION_USER
 from ..stack_fixtures import FAST_POLICY

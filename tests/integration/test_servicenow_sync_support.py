@@ -18,16 +18,16 @@ import pytest
 import requests
 
 from jwtkeys import names
-from jwtkeys.algorithms import ALGORITHMS
 from jwtkeys.clock import Clock, SimulatedClock
-from jwtkeys.jwk import public_jwk, public_key_from_der
-from jwtkeys.key_state import KeyState, ManagedKey
-from jwtkeys.local.aws_endpoint import LocalAws
-from jwtkeys.local.servicenow_emulator import ServiceNowEmulator
-from jwtkeys.local.stack import LocalKeysetConfig, LocalStack
-from jwtkeys.servicenow.trust import ServiceNowTrust
+from jwtkeys.keys.algorithms import ALGORITHMS
+from jwtkeys.keys.jwk import public_jwk, public_key_from_der
+from jwtkeys.keys.key_state import KeyState, ManagedKey
+from jwtkeys.servicenow.target import ServiceNowTrustTarget
 from jwtkeys.settings import KeeperSettings
-from jwtkeys.trust import TrustTarget
+from jwtkeys.trust.target import TrustTarget
+from jwtkeys_tools.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator
+from jwtkeys_tools.local.stack import LocalKeysetConfig, LocalStack
 
 from ..servicenow_fixtures import CLIENT_ID, CLIENT_SECRET, INTEGRATION_ROLES, INTEGRATION_USER
 from ..stack_fixtures import FAST_POLICY
@@ -138,10 +138,10 @@ def make_stack(
 
 
 def trust_factory(aws: LocalAws, **options: Any) -> Any:
-    """A keeper trust factory building ServiceNowTrust on the local AWS clients."""
+    """A keeper trust factory building ServiceNowTrustTarget on the local AWS clients."""
 
     def build(settings: KeeperSettings, clock: Clock) -> TrustTarget:
-        return ServiceNowTrust.create(
+        return ServiceNowTrustTarget.create(
             settings,
             clock,
             kms=aws.client("kms"),
@@ -152,11 +152,11 @@ def trust_factory(aws: LocalAws, **options: Any) -> Any:
     return build
 
 
-def make_trust(stack: LocalStack, **options: Any) -> ServiceNowTrust:
+def make_trust(stack: LocalStack, **options: Any) -> ServiceNowTrustTarget:
     """The trust target the keeper of `stack` would build."""
     settings = KeeperSettings.from_environ(stack.keeper_env())
     trust = trust_factory(stack.aws, **options)(settings, stack.clock)
-    assert isinstance(trust, ServiceNowTrust)
+    assert isinstance(trust, ServiceNowTrustTarget)
     return trust
 
 

@@ -20,9 +20,9 @@ from jwcrypto import jwt as jose_jwt
 from jwtkeys import metrics_catalog as catalog
 from jwtkeys import names
 from jwtkeys.errors import ConfigurationError, InvalidRequest, PolicyViolation, RequestRefused
-from jwtkeys.local.aws_endpoint import LocalAws
-from jwtkeys.local.stack import LocalStack
-from jwtkeys.sign_service import SignService
+from jwtkeys.signer.service import SignService
+from jwtkeys_tools.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.stack import LocalStack
 
 from ..lambda_fixtures import LambdaContext, emitted_metrics, load_handler
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jwtkeys.kms_signer import der_to_raw_ecdsa
+from jwtkeys.keys.kms_signer import der_to_raw_ecdsa
 
 CURVES = {32: ec.SECP256R1(), 48: ec.SECP384R1(), 66: ec.SECP521R1()}
 ORDERS = {

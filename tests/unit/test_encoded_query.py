@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jwtkeys.local.servicenow_emulator.encoded_query import Condition, Ordering, parse
+from jwtkeys_tools.local.servicenow_emulator.encoded_query import Condition, Ordering, parse
 
 ROWS = [
     {"name": "jwtkeys/prod/a", "kid": "a", "n": "10", "note": ""},

@@ -9,9 +9,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jwcrypto import jwk as jwcrypto_jwk
 
-from jwtkeys.algorithms import ALGORITHMS
 from jwtkeys.errors import ConfigurationError
-from jwtkeys.jwk import public_jwk, public_key_from_der, render_jwks, thumbprint
+from jwtkeys.keys.algorithms import ALGORITHMS
+from jwtkeys.keys.jwk import public_jwk, public_key_from_der, render_jwks, thumbprint
 
 RFC7638_N = (
     "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_B"

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from jwtkeys.algorithms import ALGORITHMS
 from jwtkeys.errors import SigningUnavailable
-from jwtkeys.kms_signer import KeyUnusable, KmsJwsSigner, KmsKeyRef, KmsThrottled
+from jwtkeys.keys.algorithms import ALGORITHMS
+from jwtkeys.keys.kms_signer import KeyUnusable, KmsJwsSigner, KmsKeyRef, KmsThrottled
 
 ARN = "arn:aws:kms:us-east-1:123456789012:key/1111"
 KEY = KmsKeyRef(key_arn=ARN, kid="kid-1", algorithm=ALGORITHMS["RS256"])

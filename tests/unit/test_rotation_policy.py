@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jwtkeys.errors import ConfigurationError, UnsafePolicy
-from jwtkeys.rotation_policy import RotationPolicy
+from jwtkeys.keeper.rotation_policy import RotationPolicy
 
 
 def test_defaults_are_safe() -> None:

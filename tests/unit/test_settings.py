@@ -1,4 +1,4 @@
-"""Keeper and signer settings from the environment: refused at cold start, naming why."""
+"""KeyLifecycle and signer settings from the environment: refused at cold start, naming why."""
 
 from __future__ import annotations
 

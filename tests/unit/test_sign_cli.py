@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from jwtkeys.cli import main
+from jwtkeys_tools.cli import main
 
 TOKEN = {"token": "a.b.c", "kid": "k1", "alg": "RS256", "jti": "j1", "expires_at": 2_000_000_000}
 ANSWERS: dict[str, tuple[int, object]] = {

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from jwtkeys.errors import ConfigurationError, InvalidRequest, PolicyViolation
-from jwtkeys.signing_policy import (
+from jwtkeys.signer.policy import (
     Allowlist,
     CallerRule,
     SigningPolicy,

@@ -22,7 +22,7 @@ from jwcrypto.jwt import JWT
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm, get_default_algorithms
 
 from jwtkeys.errors import InvalidToken
-from jwtkeys.verify import MAX_TOKEN_BYTES, verify_token
+from jwtkeys.verify.token import MAX_TOKEN_BYTES, verify_token
 
 ISSUER = "https://issuer.example"
 AUDIENCE = "servicenow-client-id"

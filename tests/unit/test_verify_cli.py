@@ -20,9 +20,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from jwtkeys.cli import main
 from jwtkeys.errors import JwksUnavailable
-from jwtkeys.jwks_source import MAX_JWKS_BYTES, load_jwks, parse_jwks
+from jwtkeys.verify.jwks_source import MAX_JWKS_BYTES, load_jwks, parse_jwks
+from jwtkeys_tools.cli import main
 
 ISSUER = "https://issuer.example"
 AUDIENCE = "servicenow-client-id"

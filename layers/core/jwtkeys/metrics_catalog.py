@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .names import METRIC_NAMESPACE
+from jwtkeys.names import METRIC_NAMESPACE
 
 # Powertools adds `service` (POWERTOOLS_SERVICE_NAME) to every metric; we add `keyset`.
 SIGNER_SERVICE = "jwtkeys-signer"

@@ -10,8 +10,8 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
     AmazonCloudWatchEMFProvider,
 )
 
-from .metrics_catalog import MetricSpec
-from .names import METRIC_NAMESPACE
+from jwtkeys.metrics_catalog import MetricSpec
+from jwtkeys.names import METRIC_NAMESPACE
 
 
 def _stdout(line: str) -> None:

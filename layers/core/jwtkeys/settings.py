@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import names
-from .errors import ConfigurationError
-from .rotation_policy import RotationPolicy
-from .signing_policy import CallerRule, SigningPolicy, parse_allowlist
+from jwtkeys import names
+from jwtkeys.errors import ConfigurationError
+from jwtkeys.keeper.rotation_policy import RotationPolicy
+from jwtkeys.signer.policy import CallerRule, SigningPolicy, parse_allowlist
 
 KEYSET_NAME = re.compile(r"\A[a-z0-9][a-z0-9-]{0,47}\Z")
 

@@ -9,8 +9,8 @@
   and is never imported here).
 """
 
-from .invokers import FunctionUrlInvoker, LambdaInvoker, LocalInvoker
-from .token_client import DEFAULT_REFRESH_MARGIN, Invoker, IssuedToken, TokenClient
+from jwtkeys.client.invokers import FunctionUrlInvoker, LambdaInvoker, LocalInvoker
+from jwtkeys.client.token_client import DEFAULT_REFRESH_MARGIN, Invoker, IssuedToken, TokenClient
 
 __all__ = [
     "DEFAULT_REFRESH_MARGIN",

@@ -21,21 +21,21 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import (
+from jwtkeys.errors import (
     InvalidRequest,
     PolicyViolation,
     RequestRefused,
     SigningUnavailable,
     aws_error_code,
 )
-from ..token_issuer import IssuedToken
+from jwtkeys.signer.token_issuer import IssuedToken
 
 if TYPE_CHECKING:
     import boto3
     from botocore.credentials import Credentials
     from mypy_boto3_lambda import LambdaClient
 
-    from ..sign_service import SignService
+    from jwtkeys.signer.service import SignService
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",

@@ -40,9 +40,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from requests.cookies import extract_cookies_to_jar
 from requests.hooks import default_hooks
 
-from ..clock import Clock, SystemClock
-from ..errors import ConfigurationError, ServiceNowError
-from ..token_issuer import IssuedToken
+from jwtkeys.clock import Clock, SystemClock
+from jwtkeys.errors import ConfigurationError, ServiceNowError
+from jwtkeys.signer.token_issuer import IssuedToken
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..clock import Clock, SystemClock
-from ..errors import InvalidRequest
-from ..token_issuer import IssuedToken
+from jwtkeys.clock import Clock, SystemClock
+from jwtkeys.errors import InvalidRequest
+from jwtkeys.signer.token_issuer import IssuedToken
 
 __all__ = ["DEFAULT_REFRESH_MARGIN", "Invoker", "IssuedToken", "TokenClient"]
 

@@ -23,11 +23,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import NoDigestInfo, Prehashed
 from cryptography.x509.oid import NameOID
 
-from ..algorithms import KeyFamily, SigningAlgorithm, algorithm_named
-from ..errors import JwtKeysError, SigningUnavailable
-from ..jwk import PublicKey
-from ..key_state import ManagedKey
-from ..rotation_policy import RotationPolicy
+from jwtkeys.errors import JwtKeysError, SigningUnavailable
+from jwtkeys.keeper.rotation_policy import RotationPolicy
+from jwtkeys.keys.algorithms import KeyFamily, SigningAlgorithm, algorithm_named
+from jwtkeys.keys.jwk import PublicKey
+from jwtkeys.keys.key_state import ManagedKey
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient

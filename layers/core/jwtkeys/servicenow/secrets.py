@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..clock import Clock
-from ..errors import ConfigurationError, ServiceNowError, aws_error_code
+from jwtkeys.clock import Clock
+from jwtkeys.errors import ConfigurationError, ServiceNowError, aws_error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient

@@ -28,11 +28,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import ServiceNowError
-from ..key_state import ManagedKey
-from ..names import servicenow_record_name
-from ..trust import TrustReport
-from .certificates import (
+from jwtkeys.errors import ServiceNowError
+from jwtkeys.keys.key_state import ManagedKey
+from jwtkeys.names import servicenow_record_name
+from jwtkeys.servicenow.certificates import (
     DAY,
     CertificateFacts,
     CertificateLifetime,
@@ -40,7 +39,8 @@ from .certificates import (
     read_certificate,
     spki,
 )
-from .table_client import Record, TableClient
+from jwtkeys.servicenow.table_client import Record, TableClient
+from jwtkeys.trust.target import TrustReport
 
 LOGGER = logging.getLogger("jwtkeys.servicenow")
 

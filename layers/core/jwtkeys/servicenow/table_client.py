@@ -46,9 +46,9 @@ from urllib3.connectionpool import ConnectionPool
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
-from ..clock import Clock
-from ..errors import ServiceNowError
-from .secrets import BasicCredentials, SecretSource
+from jwtkeys.clock import Clock
+from jwtkeys.errors import ServiceNowError
+from jwtkeys.servicenow.secrets import BasicCredentials, SecretSource
 
 LOGGER = logging.getLogger("jwtkeys.servicenow")
 

@@ -1,0 +1,1 @@
+"""The keeper: key lifecycle, registry and lease, JWKS publication, audit, its service."""

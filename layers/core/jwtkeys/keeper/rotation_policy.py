@@ -1,0 +1,106 @@
+"""The lifecycle's timings, validated together: an unsafe combination never loads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from jwtkeys.errors import ConfigurationError, UnsafePolicy
+from jwtkeys.keys.algorithms import SigningAlgorithm, algorithm_named, check_key_spec
+
+MIN_DELETION_WINDOW_DAYS = 7
+MAX_DELETION_WINDOW_DAYS = 30
+
+
+@dataclass(frozen=True)
+class RotationPolicy:
+    """Every timing of the key lifecycle, in seconds (deletion window in days)."""
+
+    algorithm: str = "RS256"
+    key_spec: str = "RSA_2048"
+    rotation_period: int = 30 * 86400
+    prepublish_window: int = 3600
+    grace: int = 2 * 3600
+    max_token_ttl: int = 3600
+    clock_skew: int = 300
+    jwks_max_age: int = 300
+    signer_cache_ttl: int = 300
+    tick_interval: int = 300
+    deletion_window_days: int = 30
+    # ServiceNow's own JWKS cache lifespan when it trusts us through a JWKS URL; 0 otherwise.
+    verifier_jwks_cache_lifespan: int = 0
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    @property
+    def signing_algorithm(self) -> SigningAlgorithm:
+        return algorithm_named(self.algorithm)
+
+    @property
+    def min_prepublish_window(self) -> int:
+        # Verifiers and the CDN may each hold a copy for max-age; a tick may pass before
+        # the keeper notices the window has elapsed.
+        return 2 * self.jwks_max_age + self.tick_interval + self.verifier_jwks_cache_lifespan
+
+    @property
+    def min_grace(self) -> int:
+        # A signer may keep the old key for its cache TTL, its last token lives max_token_ttl,
+        # verifiers accept it for clock_skew more, and retirement happens on a tick.
+        return self.signer_cache_ttl + self.max_token_ttl + self.clock_skew + self.tick_interval
+
+    def _validate(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.type in ("int", int) and (
+                not isinstance(value, int) or isinstance(value, bool)
+            ):
+                raise ConfigurationError(f"policy.{field.name} must be an integer, got {value!r}")
+        for name in (
+            "rotation_period",
+            "prepublish_window",
+            "grace",
+            "max_token_ttl",
+            "jwks_max_age",
+            "signer_cache_ttl",
+            "tick_interval",
+        ):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"policy.{name} must be positive")
+        if self.clock_skew < 0 or self.verifier_jwks_cache_lifespan < 0:
+            raise ConfigurationError("policy.clock_skew and cache lifespans cannot be negative")
+        check_key_spec(self.signing_algorithm, self.key_spec)
+        if self.prepublish_window < self.min_prepublish_window:
+            raise UnsafePolicy(
+                "prepublish_window >= 2 x jwks_max_age + tick_interval"
+                " + verifier_jwks_cache_lifespan fails: "
+                f"{self.prepublish_window} < {self.min_prepublish_window}"
+            )
+        if self.grace < self.min_grace:
+            raise UnsafePolicy(
+                "grace >= signer_cache_ttl + max_token_ttl + clock_skew + tick_interval fails: "
+                f"{self.grace} < {self.min_grace}"
+            )
+        if self.rotation_period < self.prepublish_window + self.grace:
+            raise UnsafePolicy(
+                "rotation_period >= prepublish_window + grace fails: "
+                f"{self.rotation_period} < {self.prepublish_window + self.grace}"
+            )
+        if not MIN_DELETION_WINDOW_DAYS <= self.deletion_window_days <= MAX_DELETION_WINDOW_DAYS:
+            raise UnsafePolicy(
+                f"{MIN_DELETION_WINDOW_DAYS} <= deletion_window_days <= "
+                f"{MAX_DELETION_WINDOW_DAYS} fails: {self.deletion_window_days}"
+            )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> RotationPolicy:
+        """Build from a mapping (cdk.json context, an env var's JSON); unknown keys refused."""
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigurationError(f"unknown policy setting(s): {', '.join(unknown)}")
+        return cls(**dict(values))
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {field.name: getattr(self, field.name) for field in fields(self)}

@@ -1,0 +1,257 @@
+"""The keeper function's events: lifecycle actions and forwarded CloudTrail KMS events."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from jwtkeys import metrics_catalog as catalog
+from jwtkeys.clock import Clock
+from jwtkeys.errors import InvalidRequest
+from jwtkeys.keeper.jwks_publisher import (
+    CdnInvalidator,
+    CloudFrontInvalidator,
+    JwksPublisher,
+    RecordingInvalidator,
+)
+from jwtkeys.keeper.lifecycle import KeyLifecycle, TickReport
+from jwtkeys.keeper.state_store import Lease, RegistryStore
+from jwtkeys.keys.key_store import KeyStore
+from jwtkeys.names import KMS_EVENTS_NEVER_MADE_BY_KEEPER, KMS_SIGN_EVENT
+from jwtkeys.observability import MetricsRecorder
+from jwtkeys.settings import KeeperSettings
+from jwtkeys.trust.target import NoTrustTarget, TrustTarget
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudfront import CloudFrontClient
+    from mypy_boto3_kms import KMSClient
+    from mypy_boto3_s3 import S3Client
+
+# The keeper's Lambda timeout is well under this, and the tick interval well over it:
+# a crashed tick's lease has expired by the next scheduled tick.
+LEASE_SECONDS = 240
+CLOUDTRAIL_DETAIL_TYPE = "AWS API Call via CloudTrail"
+
+
+@dataclass(frozen=True)
+class KeeperClients:
+    kms: KMSClient
+    s3: S3Client
+    cloudfront: CloudFrontClient | None = None
+
+
+TrustFactory = Callable[[KeeperSettings, Clock], TrustTarget]
+
+
+def no_trust(settings: KeeperSettings, clock: Clock) -> TrustTarget:
+    return NoTrustTarget()
+
+
+class KeeperService:
+    """Dispatches one keeper event to the lifecycle and records its metrics."""
+
+    def __init__(
+        self,
+        settings: KeeperSettings,
+        keeper: KeyLifecycle,
+        registry: RegistryStore,
+        metrics: MetricsRecorder,
+        logger: logging.Logger | Any,
+    ) -> None:
+        self.settings = settings
+        self.keeper = keeper
+        self._registry = registry
+        self._metrics = metrics
+        self._log = logger
+
+    @classmethod
+    def create(
+        cls,
+        settings: KeeperSettings,
+        clients: KeeperClients,
+        clock: Clock,
+        *,
+        trust_factory: TrustFactory = no_trust,
+        invalidator: CdnInvalidator | None = None,
+        logger: logging.Logger | Any | None = None,
+        metrics: MetricsRecorder | None = None,
+    ) -> KeeperService:
+        """Wire the keeper from settings; no network call happens here."""
+        log = logger or logging.getLogger("jwtkeys.keeper")
+        rotation = settings.rotation
+        if invalidator is None:
+            if settings.distribution_id and clients.cloudfront is not None:
+                invalidator = CloudFrontInvalidator(
+                    clients.cloudfront, settings.distribution_id, clock
+                )
+            else:
+                invalidator = RecordingInvalidator()
+        registry = RegistryStore(clients.s3, settings.bucket)
+        keeper = KeyLifecycle(
+            keyset=settings.keyset,
+            policy=rotation,
+            key_store=KeyStore(
+                clients.kms,
+                settings.keyset,
+                rotation.signing_algorithm,
+                rotation.key_spec,
+                settings.signer_role_arn,
+                settings.keeper_role_arn,
+            ),
+            registry_store=registry,
+            lease=Lease(clients.s3, settings.bucket, clock, LEASE_SECONDS),
+            publisher=JwksPublisher(
+                clients.s3,
+                settings.bucket,
+                settings.issuer,
+                rotation.jwks_max_age,
+                invalidator,
+                settings.public_base_url,
+            ),
+            trust=trust_factory(settings, clock),
+            clock=clock,
+            logger=log,
+            revoke_sessions=settings.servicenow.revoke_sessions if settings.servicenow else True,
+        )
+        return cls(
+            settings,
+            keeper,
+            registry,
+            metrics or MetricsRecorder(catalog.KEEPER_SERVICE, settings.keyset),
+            log,
+        )
+
+    def handle(self, event: object) -> dict[str, Any]:
+        """Run one event; refuse anything that is not a known action or KMS CloudTrail event."""
+        try:
+            if _is_cloudtrail_kms_event(event):
+                assert isinstance(event, dict)
+                return self._inspect(event)
+            return self._act(event)
+        finally:
+            self._metrics.flush()
+
+    def _act(self, event: object) -> dict[str, Any]:
+        action = _parse_action(event)
+        self._metrics.add(catalog.KEEPER_TICKS, 1)
+        try:
+            report = action(self.keeper)
+        except Exception:
+            self._metrics.add(catalog.ROTATION_FAILURES, 1)
+            raise
+        self._record(report)
+        return report.to_summary()
+
+    def _record(self, report: TickReport) -> None:
+        add = self._metrics.add
+        add(catalog.ROTATION_FAILURES, 0)
+        if report.skipped:
+            return
+        add(catalog.KEYS_CREATED, len(report.created))
+        add(catalog.KEYS_PROMOTED, len(report.promoted))
+        add(catalog.KEYS_RETIRED, len(report.retired))
+        add(catalog.KEYS_REVOKED, len(report.revoked))
+        add(catalog.PUBLISHED_KEYS, report.published_keys)
+        add(catalog.JWKS_DRIFT, 1 if report.jwks_drift else 0)
+        if report.current_key_age is not None:
+            add(catalog.CURRENT_KEY_AGE_SECONDS, report.current_key_age)
+        if report.next_key_published_for is not None:
+            add(catalog.NEXT_KEY_PUBLISHED_SECONDS, report.next_key_published_for)
+        add(catalog.SERVICENOW_SYNC_FAILURES, 1 if report.trust_error else 0)
+        add(catalog.CANARY_EXCHANGE_FAILURES, 1 if report.canary_failed else 0)
+        if report.trust is not None:
+            add(catalog.SERVICENOW_DRIFT, report.trust.drift)
+            add(catalog.SERVICENOW_RECORDS, report.trust.records)
+            if report.trust.certificate_expires_in_days is not None:
+                add(catalog.CERTIFICATE_EXPIRES_IN_DAYS, report.trust.certificate_expires_in_days)
+
+    def _inspect(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        detail = event.get("detail") or {}
+        event_name = str(detail.get("eventName", ""))
+        principal = _principal_role_arn(detail)
+        key_arns = _key_arns(event, detail)
+        # CloudTrail names a key by ARN or bare id; compare the key ids.
+        ours = {entry.arn.rsplit("/", 1)[-1] for entry in self._registry.load().keys}
+        touched = sorted(arn for arn in key_arns if arn.rsplit("/", 1)[-1] in ours)
+        allowed = set()
+        if event_name not in KMS_EVENTS_NEVER_MADE_BY_KEEPER:
+            allowed.add(self.settings.keeper_role_arn)
+        if event_name == KMS_SIGN_EVENT:
+            allowed.add(self.settings.signer_role_arn)
+        foreign = bool(touched) and principal not in allowed
+        if foreign:
+            self._metrics.add(catalog.FOREIGN_KEY_ACTIVITY, 1)
+            self._log.warning(
+                "foreign activity on a keyset key",
+                extra={"event": event_name, "principal": principal, "keys": touched},
+            )
+        return {"action": "inspect", "event": event_name, "foreign": foreign, "keys": touched}
+
+
+def _is_cloudtrail_kms_event(event: object) -> bool:
+    return (
+        isinstance(event, dict)
+        and event.get("source") == "aws.kms"
+        and event.get("detail-type") == CLOUDTRAIL_DETAIL_TYPE
+    )
+
+
+def _parse_action(event: object) -> Callable[[KeyLifecycle], TickReport]:
+    if not isinstance(event, dict) or not isinstance(event.get("action"), str):
+        raise InvalidRequest("malformed_request", 'the keeper expects {"action": ...}')
+    action = event["action"]
+    allowed_fields = {
+        "tick": {"action"},
+        "rotate": {"action", "force"},
+        "revoke": {"action", "kid"},
+        "decommission": {"action", "confirm"},
+    }
+    if action not in allowed_fields:
+        raise InvalidRequest("unknown_action", f"unknown keeper action {action!r}")
+    unknown = sorted(set(event) - allowed_fields[action])
+    if unknown:
+        raise InvalidRequest(
+            "unknown_field", f"unknown field(s) for {action}: {', '.join(unknown)}"
+        )
+    if action == "tick":
+        return lambda keeper: keeper.tick()
+    if action == "rotate":
+        force = event.get("force", False)
+        if not isinstance(force, bool):
+            raise InvalidRequest("bad_force", "force must be true or false")
+        return lambda keeper: keeper.rotate(force=force)
+    if action == "revoke":
+        kid = event.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidRequest("bad_kid", "revoke needs the kid of the key to revoke")
+        return lambda keeper: keeper.revoke(kid)
+    confirm = event.get("confirm")
+    if not isinstance(confirm, str):
+        raise InvalidRequest("confirmation_mismatch", "decommission needs confirm=<keyset name>")
+    return lambda keeper: keeper.decommission(confirm)
+
+
+def _principal_role_arn(detail: Mapping[str, Any]) -> str:
+    identity = detail.get("userIdentity") or {}
+    issuer = (identity.get("sessionContext") or {}).get("sessionIssuer") or {}
+    # An assumed-role session is judged by the role that issued it.
+    return str(issuer.get("arn") or identity.get("arn") or "")
+
+
+def _key_arns(event: Mapping[str, Any], detail: Mapping[str, Any]) -> set[str]:
+    arns = {
+        str(resource.get("ARN"))
+        for resource in detail.get("resources") or []
+        if resource.get("ARN")
+    }
+    arns.update(
+        str(resource) for resource in event.get("resources") or [] if isinstance(resource, str)
+    )
+    parameters = detail.get("requestParameters") or {}
+    for name in ("keyId", "targetKeyId"):
+        key_id = parameters.get(name)
+        if isinstance(key_id, str) and key_id:
+            arns.add(key_id)
+    return arns

@@ -1,0 +1,1 @@
+"""KMS keys: algorithms, JWKs and kids, the KMS JWS signer, the key store and key states."""

@@ -1,0 +1,268 @@
+"""The keyset's keys in AWS KMS: creation with tags and key policy, tags, alias, disposal.
+
+Every method is one small step that checks before it acts, so the keeper can retry any
+of them after an interruption.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from jwtkeys import names
+from jwtkeys.errors import LifecycleError, aws_error_code
+from jwtkeys.keys.algorithms import SigningAlgorithm
+from jwtkeys.keys.jwk import public_jwk, public_key_from_der
+from jwtkeys.keys.key_state import KeyState, ManagedKey
+from jwtkeys.timestamps import from_iso, to_iso
+
+if TYPE_CHECKING:
+    from mypy_boto3_kms import KMSClient
+
+_TIMESTAMP_TAGS = {
+    "created_at": names.TAG_CREATED_AT,
+    "published_at": names.TAG_PUBLISHED_AT,
+    "activated_at": names.TAG_ACTIVATED_AT,
+    "deactivated_at": names.TAG_DEACTIVATED_AT,
+    "retired_at": names.TAG_RETIRED_AT,
+}
+
+
+def account_of(role_arn: str) -> str:
+    """The account id in an IAM role ARN (arn:aws:iam::<account>:role/...)."""
+    parts = role_arn.split(":")
+    if len(parts) < 6 or not parts[4].isdigit():
+        raise LifecycleError(f"not an IAM role ARN: {role_arn!r}")
+    return parts[4]
+
+
+def key_policy(
+    algorithm: SigningAlgorithm, signer_role_arn: str, keeper_role_arn: str
+) -> dict[str, Any]:
+    """Administration by the account, but Sign only by the signer and keeper roles,
+    only with the keyset's algorithm and MessageType=DIGEST: even an account
+    administrator must change this policy (which is alarmed) to sign."""
+    account = account_of(keeper_role_arn)
+    signers = sorted({signer_role_arn, keeper_role_arn})
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AccountAdministrationWithoutSigning",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+                "Action": [
+                    "kms:Create*",
+                    "kms:Describe*",
+                    "kms:Enable*",
+                    "kms:List*",
+                    "kms:Put*",
+                    "kms:Update*",
+                    "kms:Revoke*",
+                    "kms:Disable*",
+                    "kms:Get*",
+                    "kms:Delete*",
+                    "kms:TagResource",
+                    "kms:UntagResource",
+                    "kms:ScheduleKeyDeletion",
+                    "kms:CancelKeyDeletion",
+                ],
+                "Resource": "*",
+            },
+            {
+                "Sid": "SignOnlyBySignerAndKeeperWithTheKeysetAlgorithm",
+                "Effect": "Allow",
+                "Principal": {"AWS": signers},
+                "Action": "kms:Sign",
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {
+                        "kms:SigningAlgorithm": algorithm.kms_algorithm,
+                        "kms:MessageType": "DIGEST",
+                    }
+                },
+            },
+            {
+                # KMS refuses CreateKey when the new policy would not let the caller put a
+                # policy later (the lockout safety check); the keeper never calls it, so
+                # any PutKeyPolicy event at all is tampering for the alarm rule.
+                "Sid": "LockoutSafetyForTheKeeper",
+                "Effect": "Allow",
+                "Principal": {"AWS": keeper_role_arn},
+                "Action": "kms:PutKeyPolicy",
+                "Resource": "*",
+            },
+            {
+                "Sid": "ReadByRoles",
+                "Effect": "Allow",
+                "Principal": {"AWS": signers},
+                "Action": ["kms:DescribeKey", "kms:GetPublicKey", "kms:ListResourceTags"],
+                "Resource": "*",
+            },
+        ],
+    }
+
+
+def _remember(key: ManagedKey, tags: Mapping[str, str], now: float) -> None:
+    """Keep `key` in step with tags just written (timestamps at second precision)."""
+    key.tags.update(tags)
+    for attribute, tag in _TIMESTAMP_TAGS.items():
+        if tag in tags:
+            setattr(key, attribute, float(int(now)))
+
+
+class KeyStore:
+    """KMS operations on one keyset's keys."""
+
+    def __init__(
+        self,
+        kms: KMSClient,
+        keyset: str,
+        algorithm: SigningAlgorithm,
+        key_spec: str,
+        signer_role_arn: str,
+        keeper_role_arn: str,
+    ) -> None:
+        self._kms = kms
+        self.keyset = keyset
+        self.algorithm = algorithm
+        self.key_spec = key_spec
+        self._policy = json.dumps(key_policy(algorithm, signer_role_arn, keeper_role_arn))
+        self.alias = names.current_alias(keyset)
+
+    def create_key(self, nonce: str, now: float) -> str:
+        """Create a `next` key; keyset, state, nonce and created-at are set atomically."""
+        response = self._kms.create_key(
+            Description=f"jwtkeys signing key of keyset {self.keyset}",
+            KeyUsage="SIGN_VERIFY",
+            KeySpec=self.key_spec,  # type: ignore[arg-type]
+            Policy=self._policy,
+            Tags=[
+                {"TagKey": names.TAG_KEYSET, "TagValue": self.keyset},
+                {"TagKey": names.TAG_STATE, "TagValue": KeyState.NEXT.value},
+                {"TagKey": names.TAG_NONCE, "TagValue": nonce},
+                {"TagKey": names.TAG_CREATED_AT, "TagValue": to_iso(now)},
+            ],
+        )
+        return response["KeyMetadata"]["Arn"]
+
+    def public_jwk(self, arn: str) -> dict[str, str]:
+        """The key's public JWK (kid = RFC 7638 thumbprint) from GetPublicKey."""
+        response = self._kms.get_public_key(KeyId=arn)
+        return public_jwk(public_key_from_der(response["PublicKey"]), self.algorithm)
+
+    def tags(self, arn: str) -> dict[str, str]:
+        response = self._kms.list_resource_tags(KeyId=arn, Limit=50)
+        return {tag["TagKey"]: tag["TagValue"] for tag in response.get("Tags", [])}
+
+    def set_tags(self, arn: str, tags: Mapping[str, str]) -> None:
+        self._kms.tag_resource(
+            KeyId=arn, Tags=[{"TagKey": key, "TagValue": value} for key, value in tags.items()]
+        )
+
+    def load(self, arn: str, jwk: dict[str, str]) -> ManagedKey | None:
+        """The key as its tags describe it; None when it is not (or no longer) ours."""
+        try:
+            tags = self.tags(arn)
+        except ClientError as error:
+            if aws_error_code(error) == "NotFoundException":
+                return None
+            raise
+        if tags.get(names.TAG_KEYSET) != self.keyset:
+            return None
+        try:
+            state = KeyState(tags.get(names.TAG_STATE, ""))
+        except ValueError:
+            raise LifecycleError(
+                f"{arn} has an unknown state tag {tags.get(names.TAG_STATE)!r}"
+            ) from None
+        times = {
+            attribute: from_iso(tags[tag]) if tag in tags else None
+            for attribute, tag in _TIMESTAMP_TAGS.items()
+        }
+        return ManagedKey(
+            arn=arn,
+            kid=tags.get(names.TAG_KID, jwk.get("kid", "")),
+            state=state,
+            jwk=jwk,
+            nonce=tags.get(names.TAG_NONCE, ""),
+            created_at=times.pop("created_at") or 0.0,
+            tags=tags,
+            **times,
+        )
+
+    def transition(self, key: ManagedKey, state: KeyState, at_tag: str | None, now: float) -> None:
+        """Tag a new state (and the transition's timestamp), then update `key` to match."""
+        tags = {names.TAG_STATE: state.value}
+        if at_tag is not None:
+            tags[at_tag] = to_iso(now)
+        self.set_tags(key.arn, tags)
+        key.state = state
+        _remember(key, tags, now)
+
+    def stamp(self, key: ManagedKey, tag: str, now: float) -> None:
+        """Set one timestamp tag (e.g. published-at) without changing the state."""
+        tags = {tag: to_iso(now)}
+        self.set_tags(key.arn, tags)
+        _remember(key, tags, now)
+
+    def alias_target(self) -> str | None:
+        """The ARN the signing alias names, or None before bootstrap."""
+        try:
+            return self._kms.describe_key(KeyId=self.alias)["KeyMetadata"]["Arn"]
+        except ClientError as error:
+            if aws_error_code(error) == "NotFoundException":
+                return None
+            raise
+
+    def point_alias(self, arn: str, exists: bool) -> None:
+        """Move (or create) the signing alias onto `arn`: this is what makes a key sign."""
+        if exists:
+            self._kms.update_alias(AliasName=self.alias, TargetKeyId=arn)
+        else:
+            self._kms.create_alias(AliasName=self.alias, TargetKeyId=arn)
+
+    def delete_alias(self) -> None:
+        try:
+            self._kms.delete_alias(AliasName=self.alias)
+        except ClientError as error:
+            if aws_error_code(error) != "NotFoundException":
+                raise
+
+    def key_state(self, arn: str) -> str:
+        """KMS's own KeyState: Enabled, Disabled, PendingDeletion, ..."""
+        return self._kms.describe_key(KeyId=arn)["KeyMetadata"]["KeyState"]
+
+    def dispose(self, arn: str, deletion_window_days: int) -> None:
+        """Disable the key and schedule its deletion; each half is skipped when done."""
+        state = self.key_state(arn)
+        if state == "PendingDeletion":
+            return
+        if state == "Enabled":
+            self._kms.disable_key(KeyId=arn)
+        self._kms.schedule_key_deletion(KeyId=arn, PendingWindowInDays=deletion_window_days)
+
+    def disable(self, arn: str) -> None:
+        """Disable at once (revocation); a key already disabled or pending deletion is left."""
+        if self.key_state(arn) == "Enabled":
+            self._kms.disable_key(KeyId=arn)
+
+    def find_by_nonce(self, nonce: str) -> str | None:
+        """Scan the account for the key created with `nonce` (recovery only: it is costly)."""
+        for arn in self._all_key_arns():
+            try:
+                tags = self.tags(arn)
+            except ClientError:
+                continue  # keys of other owners may refuse us; they are not ours anyway
+            if tags.get(names.TAG_KEYSET) == self.keyset and tags.get(names.TAG_NONCE) == nonce:
+                return arn
+        return None
+
+    def _all_key_arns(self) -> Iterator[str]:
+        paginator = self._kms.get_paginator("list_keys")
+        for page in paginator.paginate():
+            for key in page.get("Keys", []):
+                yield key["KeyArn"]

@@ -1,0 +1,274 @@
+"""ServiceNow as the keeper's trust target: records in step, a promotion gate, revocation.
+
+- `reconcile` makes the keyset's `sys_certificate` and `jwt_verifier_map` records equal
+  to the published keys (see `sync`).
+- `confirm` is the promotion gate: the standby key's map and certificate read back
+  correctly and, when a canary subject is configured, a canary token signed by that key
+  (through KMS, not through the public signer) is exchanged at `/oauth_token.do` for an
+  access token, which proves ServiceNow accepts the key end to end.
+- JWKS-URL mode (when a JWKS URL is configured): the application verifies against the
+  published JWKS instead; `reconcile` keeps its JWKS URL set (and removes any
+  certificates and maps of ours), `confirm` reads the URL back and runs the canary.
+- `end_sessions` deletes the application's `oauth_credential` rows (revocation), so
+  access tokens minted with a compromised key stop working.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+from jwtkeys.clock import Clock
+from jwtkeys.errors import ConfigurationError, JwtKeysError, ServiceNowError
+from jwtkeys.keeper.lifecycle import TrustNotConfirmed
+from jwtkeys.keys.key_state import ManagedKey
+from jwtkeys.keys.kms_signer import KmsJwsSigner, KmsKeyRef
+from jwtkeys.names import servicenow_record_name
+from jwtkeys.servicenow.certificates import (
+    CertificateLifetime,
+    issue_certificate,
+    key_algorithm,
+    public_key_of,
+    read_certificate,
+    spki,
+)
+from jwtkeys.servicenow.secrets import SecretSource
+from jwtkeys.servicenow.sync import (
+    APP_FIELDS,
+    APP_TABLE,
+    CERTIFICATE_FIELDS,
+    CERTIFICATE_TABLE,
+    CREDENTIAL_TABLE,
+    JWKS_URL_FIELD,
+    VERIFIER_FIELDS,
+    VERIFIER_TABLE,
+    TrustSync,
+)
+from jwtkeys.servicenow.table_client import CONNECT_TIMEOUT, READ_TIMEOUT, TableClient, TokenRefused
+from jwtkeys.settings import KeeperSettings, ServiceNowSettings
+from jwtkeys.trust.target import TrustReport
+
+if TYPE_CHECKING:
+    from mypy_boto3_kms import KMSClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+LOGGER = logging.getLogger("jwtkeys.servicenow")
+# Long enough for the exchange (and the instance's clock skew covers the rest),
+# short enough that a canary token is worthless to anyone who sees it later.
+CANARY_TTL = 60
+_AWS_CONFIG = Config(
+    connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3}
+)
+
+
+class ServiceNowTrustTarget:
+    """The ServiceNow instance of a keyset, kept trusting exactly the published keys."""
+
+    name = "servicenow"
+
+    def __init__(
+        self,
+        *,
+        keyset: str,
+        settings: ServiceNowSettings,
+        client: TableClient,
+        secrets: SecretSource,
+        kms: KMSClient,
+        lifetime: CertificateLifetime,
+        jwks_url: str | None = None,
+        jwks_cache_budget: int = 0,
+    ) -> None:
+        self.keyset = keyset
+        self.settings = settings
+        self.jwks_url = jwks_url
+        self._jwks_cache_budget = jwks_cache_budget
+        self.client = client
+        self._secrets = secrets
+        self._kms = kms
+        self._signer = KmsJwsSigner(kms)
+        self.sync = TrustSync(
+            client,
+            keyset,
+            settings.client_id,
+            lambda key, now: issue_certificate(kms, keyset, key, now, lifetime),
+            lifetime,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: KeeperSettings, clock: Clock) -> ServiceNowTrustTarget:
+        """Build the trust target with its own boto3 clients (KMS, Secrets Manager)."""
+        return cls.create(
+            settings,
+            clock,
+            kms=boto3.client("kms", config=_AWS_CONFIG),
+            secretsmanager=boto3.client("secretsmanager", config=_AWS_CONFIG),
+        )
+
+    @classmethod
+    def create(
+        cls,
+        settings: KeeperSettings,
+        clock: Clock,
+        *,
+        kms: KMSClient,
+        secretsmanager: SecretsManagerClient,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
+        jwks_url: str | None = None,
+    ) -> ServiceNowTrustTarget:
+        """Build the trust target from settings and the given AWS clients; no network call.
+
+        `jwks_url` turns on JWKS-URL mode (default: the settings' `jwks_url`, when the
+        settings carry one).
+        """
+        servicenow = settings.servicenow
+        if servicenow is None:
+            raise ConfigurationError("the keyset has no ServiceNow settings")
+        # Optional: older settings objects have no such field; certificate mode then.
+        jwks_url = jwks_url or getattr(servicenow, "jwks_url", None) or None
+        if jwks_url is not None and settings.rotation.verifier_jwks_cache_lifespan <= 0:
+            raise ConfigurationError(
+                "JWKS-URL mode needs policy.verifier_jwks_cache_lifespan (the application's"
+                " JWKS cache lifespan), so the prepublish window is validated against it"
+            )
+        if settings.issuer != servicenow.client_id:
+            # ServiceNow checks iss == aud == client_id: every token of this keyset will be
+            # refused at the token endpoint. Loud, but not fatal: records can still sync.
+            LOGGER.warning(
+                "the keyset's issuer is not the oauth_jwt client_id: ServiceNow will refuse"
+                " its tokens",
+                extra={"issuer": settings.issuer, "client_id": servicenow.client_id},
+            )
+        secrets = SecretSource(secretsmanager, servicenow.secret_id, clock)
+        client = TableClient(
+            servicenow.instance_url,
+            secrets,
+            clock,
+            ca_bundle=servicenow.ca_bundle,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+        return cls(
+            keyset=settings.keyset,
+            settings=servicenow,
+            client=client,
+            secrets=secrets,
+            kms=kms,
+            lifetime=CertificateLifetime.for_policy(settings.rotation),
+            jwks_url=jwks_url,
+            jwks_cache_budget=settings.rotation.verifier_jwks_cache_lifespan,
+        )
+
+    # -- TrustTarget ------------------------------------------------------------------
+
+    def reconcile(self, keys: Sequence[ManagedKey], now: float) -> TrustReport:
+        """Make the trusted set exactly `keys`; idempotent; raises ServiceNowError on failure."""
+        if self.jwks_url is not None:
+            # The JWKS itself is the trusted set: the keeper has just published `keys`.
+            return self.sync.reconcile_jwks_url(self.jwks_url, self._jwks_cache_budget)
+        return self.sync.reconcile(keys, now)
+
+    def confirm(self, key: ManagedKey, now: float) -> None:
+        """Raise TrustNotConfirmed unless ServiceNow trusts `key` (read back, then canary)."""
+        try:
+            if self.jwks_url is not None:
+                self._read_back_jwks_url(self.jwks_url)
+            else:
+                self._read_back(key, now)
+        except TrustNotConfirmed:
+            raise
+        except JwtKeysError as error:
+            raise TrustNotConfirmed(
+                f"could not read back the records of {key.kid}: {error}"
+            ) from error
+        if self.settings.canary_subject:
+            self._canary(key, now, self.settings.canary_subject)
+
+    def end_sessions(self) -> int:
+        """Delete every `oauth_credential` row of the application; returns how many."""
+        app = self.sync.find_app()
+        app_id = app["sys_id"]
+        rows = self.client.list(CREDENTIAL_TABLE, f"peer={app_id}", ("sys_id", "peer"))
+        ended = 0
+        for row in rows:
+            # Re-checked: were `peer` dropped from the query, every session would match.
+            if row.get("peer") != app_id or not row.get("sys_id"):
+                continue
+            if self.client.delete(CREDENTIAL_TABLE, row["sys_id"]):
+                ended += 1
+        return ended
+
+    def trusted_kids(self) -> set[str]:
+        """The kids ServiceNow holds an owned verifier map for (for audits and tests)."""
+        return self.sync.trusted_kids()
+
+    # -- the promotion gate -------------------------------------------------------------
+
+    def _read_back(self, key: ManagedKey, now: float) -> None:
+        name = servicenow_record_name(self.keyset, key.kid)
+        app = self.sync.find_app()
+        verifiers = [
+            v
+            for v in self.client.list(VERIFIER_TABLE, f"name={name}", VERIFIER_FIELDS)
+            if v.get("name") == name
+            and v.get("kid") == key.kid
+            and v.get("oauth_jwt") == app["sys_id"]
+            and v.get("active") == "true"
+        ]
+        if len(verifiers) != 1:
+            raise TrustNotConfirmed(
+                f"{VERIFIER_TABLE} {name} of {APP_TABLE} {app.get('name', '')!r}:"
+                f" {len(verifiers)} correct record(s), expected 1"
+            )
+        certificate = self.client.get(
+            CERTIFICATE_TABLE, verifiers[0]["sys_certificate"], CERTIFICATE_FIELDS
+        )
+        if certificate is None or certificate.get("name") != name:
+            raise TrustNotConfirmed(f"the map {name} does not point at its own certificate")
+        facts = read_certificate(certificate.get("pem_certificate", ""))
+        if facts is None or facts.public_key_der != spki(public_key_of(key)):
+            raise TrustNotConfirmed(f"the certificate {name} does not certify kid {key.kid}")
+        if certificate.get("active") != "true" or not facts.not_before <= now <= facts.not_after:
+            raise TrustNotConfirmed(f"the certificate {name} is inactive or not valid now")
+
+    def _read_back_jwks_url(self, jwks_url: str) -> None:
+        app = self.sync.find_app((*APP_FIELDS, JWKS_URL_FIELD))
+        if app.get(JWKS_URL_FIELD) != jwks_url:
+            raise TrustNotConfirmed(f"{APP_TABLE} {app.get('name', '')!r} does not use {jwks_url}")
+
+    def _canary(self, key: ManagedKey, now: float, subject: str) -> None:
+        app_secret = self._secrets.get().oauth_client_secret
+        if app_secret is None:
+            raise TrustNotConfirmed(
+                f"the canary needs the application's client secret: add oauth_client_secret"
+                f" to the secret {self.settings.secret_id}"
+            )
+        client_id = self.settings.client_id
+        claims = {
+            "iss": client_id,
+            "aud": client_id,
+            "sub": subject,
+            "iat": int(now),
+            "nbf": int(now),
+            "exp": int(now) + CANARY_TTL,
+            "jti": uuid.uuid4().hex,
+        }
+        payload = json.dumps(claims, separators=(",", ":")).encode("utf-8")
+        # Signed with the standby key's ARN directly: the public signer only ever uses
+        # the current key, and this token must prove the key that is not yet current.
+        assertion = self._signer.sign(payload, KmsKeyRef(key.arn, key.kid, key_algorithm(key)))
+        try:
+            self.client.exchange_jwt_bearer(client_id, app_secret, assertion)
+        except TokenRefused as refused:
+            raise TrustNotConfirmed(
+                f"the canary token of {key.kid} was refused by {self.settings.instance_url}"
+                " (the reason is in the instance's log)"
+            ) from refused
+        except ServiceNowError as error:
+            raise TrustNotConfirmed(f"the canary exchange of {key.kid} failed: {error}") from error

@@ -1,0 +1,245 @@
+"""What a caller may ask the signer for: request parsing, allowlists, TTLs and claims.
+
+Every check here runs before KMS is called: a refused request signs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jwtkeys.errors import ConfigurationError, InvalidRequest, PolicyViolation
+
+RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti"})
+# JOSE header parameters: a claim named like one could confuse a careless verifier.
+HEADER_FIELDS = frozenset(
+    {"alg", "kid", "typ", "cty", "crit", "jku", "jwk", "x5u", "x5c", "x5t", "x5t#s256", "b64"}
+)
+MAX_CLAIMS_BYTES = 4096
+MAX_CLAIMS_DEPTH = 8
+MAX_NAME_LENGTH = 256
+REQUEST_FIELDS = frozenset({"subject", "audience", "claims", "ttl_seconds"})
+
+
+def _compile_pattern(pattern: str) -> re.Pattern[str]:
+    # Only `*` is special: fnmatch's [] and ? would make allowlists surprising.
+    return re.compile("\\A" + ".*".join(re.escape(part) for part in pattern.split("*")) + "\\Z")
+
+
+@dataclass(frozen=True)
+class Allowlist:
+    """Exact values, or patterns where `*` matches any run of characters."""
+
+    patterns: tuple[str, ...]
+    _compiled: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_compiled", tuple(_compile_pattern(p) for p in self.patterns))
+
+    def allows(self, value: str) -> bool:
+        return any(pattern.match(value) for pattern in self._compiled)
+
+
+@dataclass(frozen=True)
+class CallerRule:
+    """Which subjects and audiences one Function URL caller may ask for."""
+
+    subjects: Allowlist
+    audiences: Allowlist
+
+
+@dataclass(frozen=True)
+class SigningPolicy:
+    """The keyset-wide rules of the signer, plus per-caller rules for Function URL callers."""
+
+    issuer: str
+    allowed_subjects: Allowlist
+    allowed_audiences: Allowlist
+    default_ttl: int
+    max_token_ttl: int
+    caller_rules: Mapping[str, CallerRule] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.default_ttl <= self.max_token_ttl:
+            raise ConfigurationError(
+                f"default TTL must be within 1..max_token_ttl ({self.max_token_ttl}),"
+                f" got {self.default_ttl}"
+            )
+        if not self.issuer:
+            raise ConfigurationError("the issuer must not be empty")
+
+
+@dataclass(frozen=True)
+class SignRequest:
+    """A parsed, well-formed request; the policy has not judged it yet."""
+
+    subject: str
+    audience: str
+    claims: Mapping[str, Any]
+    ttl_seconds: int | None
+
+    @classmethod
+    def from_payload(cls, payload: object) -> SignRequest:
+        """Parse the request body of either entry shape, or raise InvalidRequest."""
+        if not isinstance(payload, dict):
+            raise InvalidRequest("malformed_request", "the request must be a JSON object")
+        unknown = sorted(str(key) for key in payload if key not in REQUEST_FIELDS)
+        if unknown:
+            raise InvalidRequest("unknown_field", f"unknown request field(s): {', '.join(unknown)}")
+        subject = _name(payload.get("subject"), "subject")
+        audience = _name(payload.get("audience"), "audience")
+        claims = payload.get("claims", {})
+        _check_claims(claims)
+        ttl = payload.get("ttl_seconds")
+        if ttl is not None and (not isinstance(ttl, int) or isinstance(ttl, bool)):
+            raise InvalidRequest("bad_ttl", "ttl_seconds must be an integer number of seconds")
+        return cls(subject=subject, audience=audience, claims=claims, ttl_seconds=ttl)
+
+
+def _is_unsafe_character(character: str) -> bool:
+    # Control (Cc), format (Cf: zero-width, bidi overrides), surrogates, unassigned.
+    return unicodedata.category(character) in {"Cc", "Cf", "Cs", "Cn", "Co"}
+
+
+def _name(value: object, field_name: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidRequest(f"bad_{field_name}", f"{field_name} must be a string")
+    if not 1 <= len(value) <= MAX_NAME_LENGTH:
+        raise InvalidRequest(
+            f"bad_{field_name}", f"{field_name} must have 1 to {MAX_NAME_LENGTH} characters"
+        )
+    if value != value.strip() or any(_is_unsafe_character(c) for c in value):
+        raise InvalidRequest(
+            f"bad_{field_name}",
+            f"{field_name} has surrounding space or control/invisible characters",
+        )
+    if unicodedata.normalize("NFC", value) != value:
+        # Two spellings of one name would slip past an exact-match allowlist.
+        raise InvalidRequest(f"bad_{field_name}", f"{field_name} must be NFC-normalized")
+    return value
+
+
+def _shadow_form(name: str) -> str:
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(c for c in folded if not _is_unsafe_character(c) and not c.isspace())
+
+
+def _check_claims(claims: object) -> None:
+    if not isinstance(claims, dict):
+        raise InvalidRequest("bad_claims", "claims must be a JSON object")
+    _check_json_values(claims)
+    for name in claims:
+        if not name or any(_is_unsafe_character(c) for c in name):
+            raise InvalidRequest("bad_claims", "claim names must be non-empty printable text")
+        shadow = _shadow_form(name)
+        if shadow in RESERVED_CLAIMS or shadow in HEADER_FIELDS:
+            raise PolicyViolation(
+                "reserved_claim", f"claim {name!r} is reserved or shadows a reserved name"
+            )
+    try:
+        size = len(json.dumps(claims, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+    except (ValueError, UnicodeEncodeError) as error:
+        raise InvalidRequest("bad_claims", f"claims are not serializable JSON: {error}") from None
+    if size > MAX_CLAIMS_BYTES:
+        raise InvalidRequest(
+            "claims_too_large", f"claims are {size} bytes serialized; at most {MAX_CLAIMS_BYTES}"
+        )
+
+
+def _check_json_values(root: dict[Any, Any]) -> None:
+    # Iterative, so a hostile nesting depth cannot exhaust the interpreter's stack.
+    stack: list[tuple[object, int]] = [(root, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_CLAIMS_DEPTH:
+                raise InvalidRequest(
+                    "claims_too_deep", f"claims nest deeper than {MAX_CLAIMS_DEPTH} levels"
+                )
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if not isinstance(key, str):
+                        raise InvalidRequest("bad_claims", "claim object keys must be strings")
+                    stack.append((item, depth + 1))
+            else:
+                stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidRequest("bad_claims", "claims may not hold NaN or infinities")
+        elif isinstance(value, str):
+            if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+                raise InvalidRequest("bad_claims", "claims may not hold lone surrogates")
+        elif value is not None and not isinstance(value, bool | int):
+            raise InvalidRequest(
+                "bad_claims", f"claims hold a non-JSON value ({type(value).__name__})"
+            )
+
+
+def judge(policy: SigningPolicy, request: SignRequest, caller: str | None) -> int:
+    """Apply the allowlists (and the caller's rule, for a Function URL call); return the TTL."""
+    if not policy.allowed_subjects.allows(request.subject):
+        raise PolicyViolation("subject_not_allowed", "subject is not in the keyset's allowlist")
+    if not policy.allowed_audiences.allows(request.audience):
+        raise PolicyViolation("audience_not_allowed", "audience is not in the keyset's allowlist")
+    if caller is not None:
+        rule = caller_rule(policy, caller)
+        if not rule.subjects.allows(request.subject):
+            raise PolicyViolation("subject_not_allowed", "this caller may not ask for that subject")
+        if not rule.audiences.allows(request.audience):
+            raise PolicyViolation(
+                "audience_not_allowed", "this caller may not ask for that audience"
+            )
+    ttl = policy.default_ttl if request.ttl_seconds is None else request.ttl_seconds
+    if not 1 <= ttl <= policy.max_token_ttl:
+        raise PolicyViolation(
+            "ttl_out_of_range", f"ttl_seconds must be within 1..{policy.max_token_ttl}"
+        )
+    return ttl
+
+
+_ASSUMED_ROLE = re.compile(r"\Aarn:(aws[\w-]*):sts::(\d{12}):assumed-role/([^/]+)/[^/]+\Z")
+
+
+def caller_rule(policy: SigningPolicy, caller: str) -> CallerRule:
+    """The rule for a caller ARN; an assumed-role session matches its role's ARN."""
+    rule = policy.caller_rules.get(caller)
+    if rule is None:
+        match = _ASSUMED_ROLE.match(caller)
+        if match:
+            partition, account, role = match.groups()
+            rule = policy.caller_rules.get(f"arn:{partition}:iam::{account}:role/{role}")
+    if rule is None:
+        raise PolicyViolation("caller_not_allowed", "this caller has no signing rule")
+    return rule
+
+
+def build_claims(
+    policy: SigningPolicy, request: SignRequest, *, now: float, ttl: int, jti: str
+) -> dict[str, Any]:
+    """The token's claims: the caller's first, then the reserved ones, which always win."""
+    issued_at = int(now)
+    claims = dict(request.claims)
+    claims.update(
+        iss=policy.issuer,
+        sub=request.subject,
+        aud=request.audience,
+        iat=issued_at,
+        nbf=issued_at,
+        exp=issued_at + ttl,
+        jti=jti,
+    )
+    return claims
+
+
+def parse_allowlist(values: object, setting: str) -> Allowlist:
+    """An Allowlist from a JSON list of strings, or ConfigurationError naming the setting."""
+    if not isinstance(values, Sequence) or isinstance(values, str) or not values:
+        raise ConfigurationError(f"{setting} must be a non-empty JSON list of strings")
+    if not all(isinstance(value, str) and value for value in values):
+        raise ConfigurationError(f"{setting} must hold only non-empty strings")
+    return Allowlist(tuple(values))

@@ -1,0 +1,1 @@
+"""Trust targets: the verifiers the keeper keeps in step with the JWKS (ServiceNow, or none)."""

@@ -1,0 +1,65 @@
+"""The verifiers jwtkeys keeps in step with the JWKS (ServiceNow, or none)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from jwtkeys.keys.key_state import ManagedKey
+
+
+@dataclass
+class TrustReport:
+    """What one reconciliation found and did."""
+
+    created: int = 0
+    removed: int = 0
+    repaired: int = 0  # owned records edited or deleted by hand, put back
+    records: int = 0
+    certificate_expires_in_days: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def drift(self) -> int:
+        return self.repaired
+
+
+class TrustTarget(Protocol):
+    """A verifier whose trust records must equal the published keys."""
+
+    name: str
+
+    def reconcile(self, keys: Sequence[ManagedKey], now: float) -> TrustReport:
+        """Make the trusted set exactly `keys`; idempotent; raises on failure."""
+        ...
+
+    def confirm(self, key: ManagedKey, now: float) -> None:
+        """Raise TrustNotConfirmed unless `key` is read back as trusted (and passes a canary)."""
+        ...
+
+    def end_sessions(self) -> int:
+        """End sessions minted by the verifier (revocation); returns how many."""
+        ...
+
+    def trusted_kids(self) -> set[str] | None:
+        """The kids the verifier trusts for this keyset now; None when there is no verifier."""
+        ...
+
+
+class NoTrustTarget:
+    """No external verifier configured: the JWKS is the whole of trust."""
+
+    name = "none"
+
+    def reconcile(self, keys: Sequence[ManagedKey], now: float) -> TrustReport:
+        return TrustReport()
+
+    def confirm(self, key: ManagedKey, now: float) -> None:
+        return None
+
+    def end_sessions(self) -> int:
+        return 0
+
+    def trusted_kids(self) -> set[str] | None:
+        return None

@@ -1,0 +1,1 @@
+"""The receiving side: strict verification of jwtkeys tokens and loading JWKS documents."""
