@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from jwtkeys_tools.cli import main
-from jwtkeys_tools.local.demo import DEMO_POLICY, check_artifacts
+from jwtkeys_tools.local.demo import DEMO_POLICY
+from jwtkeys_tools.local.invariants import check_artifacts
 
 
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo")
+    environ = dict(os.environ)
     assert main(["demo", "--out", str(out)]) == 0
+    # The demo points boto3 at its local endpoint only while it runs.
+    assert dict(os.environ) == environ
     return out
 
 

@@ -37,6 +37,7 @@ from jwtkeys.observability import MetricsRecorder
 from jwtkeys.signer.service import SignService
 from jwtkeys.verify.token import verify_token
 from jwtkeys_tools.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.invariants import check_artifacts
 from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator
 from jwtkeys_tools.local.servicenow_setup import (
     CLIENT_ID,
@@ -249,17 +250,51 @@ def _direct(service: SignService, ttl: int = 600) -> Callable[[], dict[str, Any]
     return lambda: service.handle({"subject": SUBJECT, "audience": CLIENT_ID, "ttl_seconds": ttl})
 
 
+@dataclass
+class DemoState:
+    """What one step leaves for the next: the deployment and the moments and keys seen."""
+
+    stack: LocalStack
+    keeper: KeeperService
+    signer: SignService
+    first_kid: str = ""
+    second_kid: str = ""
+    bootstrapped_at: float = 0.0
+    promoted_at: float = 0.0
+    retired_at: float = 0.0
+    access_token: str = ""
+    # A long token from the first key signed just before the rotation, exchanged after it.
+    held: TokenRecord | None = None
+
+    def tick(self, demo: Demo, action: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One keeper invocation; the JWKS versions it wrote join the history."""
+        summary: dict[str, Any] = self.keeper.handle(action or {"action": "tick"})
+        demo.record_publications(self.stack)
+        return summary
+
+    def served(self, demo: Demo) -> set[str]:
+        return {key["kid"] for key in demo.served_jwks(self.stack)["keys"]}
+
+
+# A step does its work and its checks (raising StepFailed) and returns its detail line.
+DemoStep = Callable[[Demo, DemoState], str]
+
+
 def run_demo(out: Path | None) -> int:
     """Run the whole narrative; exit code 0 only when every step passed."""
     clock = SimulatedClock(start=float(int(time.time())))
-    with LocalAws() as aws, ServiceNowEmulator(clock) as servicenow:
-        # The services build their own clients from the environment, as on Lambda.
-        os.environ.update(aws.env())
+    # The services build their own clients from the environment, as on Lambda; the
+    # caller's environment is given back afterwards.
+    with (
+        LocalAws() as aws,
+        ServiceNowEmulator(clock) as emulator,
+        _environ_updated(aws.env()),
+    ):
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
         log_path = (out / "functions.log") if out is not None else Path(os.devnull)
         with log_path.open("w") as function_output:
-            demo = Demo(aws, servicenow, clock, function_output)
+            demo = Demo(aws, emulator, clock, function_output)
             _narrative(demo)
         if out is not None:
             _write_artifacts(demo, out)
@@ -269,11 +304,33 @@ def run_demo(out: Path | None) -> int:
     return 1 if failed else 0
 
 
+@contextmanager
+def _environ_updated(values: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def _narrative(demo: Demo) -> None:
-    clock = demo.clock
+    """The steps in order; without a deployment (the first step failed) none can run."""
+    state: DemoState | None = None
     with demo.step("start the local AWS endpoint and the ServiceNow emulator") as detail:
-        servicenow_env = demo.set_up_servicenow()
+        state = deploy(demo)
         detail.append(f"AWS at {demo.aws.endpoint_url}, ServiceNow at {demo.servicenow.url}")
+    if state is None:
+        return
+    for name, run in STEPS:
+        with demo.step(name) as detail:
+            detail.append(run(demo, state))
+
+
+def deploy(demo: Demo) -> DemoState:
+    """ServiceNow configured for the keyset, then the keyset deployed as the stack would."""
+    servicenow_env = demo.set_up_servicenow()
     stack = LocalStack(
         demo.aws,
         LocalKeysetConfig(
@@ -285,10 +342,10 @@ def _narrative(demo: Demo) -> None:
             caller_rules={CALLER: {"subjects": [SUBJECT], "audiences": [CLIENT_ID]}},
             servicenow_env=servicenow_env,
         ),
-        clock,
+        demo.clock,
     )
     stack.create_bucket()
-    keeper: KeeperService = stack.keeper_service(
+    keeper = stack.keeper_service(
         trust_factory=servicenow.trust_target,
         metrics=demo.metrics(KEEPER_SERVICE),
         logger=demo.logger(KEEPER_SERVICE),
@@ -296,274 +353,257 @@ def _narrative(demo: Demo) -> None:
     signer = stack.sign_service(
         metrics=demo.metrics(SIGNER_SERVICE), logger=demo.logger(SIGNER_SERVICE)
     )
-    state: dict[str, Any] = {}
-
-    def tick(action: dict[str, Any] | None = None) -> dict[str, Any]:
-        summary = keeper.handle(action or {"action": "tick"})
-        demo.record_publications(stack)
-        return summary
-
-    with demo.step(
-        "bootstrap: first key published and trusted, then activated; standby key ready"
-    ) as detail:
-        summary = tick()
-        check(len(summary["created"]) == 2, f"expected two keys, got {summary['created']}")
-        check(summary["promoted"] == [summary["created"][0]], "the first key was not activated")
-        served = {key["kid"] for key in demo.served_jwks(stack)["keys"]}
-        check(served == set(summary["created"]), f"served {served}")
-        maps = {row["kid"] for row in demo.servicenow.rows("jwt_verifier_map")}
-        check(maps == served, f"ServiceNow trusts {maps}, JWKS has {served}")
-        state["first"] = summary["current_kid"]
-        state["bootstrapped_at"] = clock.now()
-        state["second"] = summary["next_kid"]
-        detail.append(
-            f"current {summary['current_kid'][:10]}..., next {summary['next_kid'][:10]}..."
-        )
-
-    with demo.step(
-        "sign through the function (direct invoke) and exchange at ServiceNow"
-    ) as detail:
-        record = demo.sign(stack, _direct(signer))
-        demo.verify_independently(record.token, demo.served_jwks(stack))
-        response = demo.exchange(record)
-        check(response.status_code == 200, f"ServiceNow answered {response.status_code}")
-        state["access_token"] = response.json()["access_token"]
-        detail.append(f"kid {record.kid[:10]}..., ServiceNow issued an access token")
-
-    with demo.step("sign through the Function URL entry (IAM caller with its own rule)") as detail:
-        body = json.dumps({"subject": SUBJECT, "audience": CLIENT_ID, "ttl_seconds": 600})
-        event = {
-            "version": "2.0",
-            "requestContext": {
-                "http": {"method": "POST"},
-                "authorizer": {"iam": {"userArn": CALLER}},
-            },
-            "body": body,
-            "isBase64Encoded": False,
-        }
-        answer = signer.handle(event)
-        check(answer["statusCode"] == 200, f"status {answer['statusCode']}")
-        record = demo.sign(stack, lambda: json.loads(answer["body"]))
-        demo.verify_independently(record.token, demo.served_jwks(stack))
-        check(demo.exchange(record).status_code == 200, "ServiceNow refused the token")
-        refused = signer.handle(
-            {**event, "body": json.dumps({"subject": "root@example.com", "audience": CLIENT_ID})}
-        )
-        check(refused["statusCode"] == 403, "a subject outside the caller's rule was not refused")
-        detail.append("200 for its own subject, 403 for another")
-
-    with demo.step(
-        "sign through the client SDK (TokenClient caches until shortly before expiry)"
-    ) as detail:
-        client = TokenClient(LocalInvoker(signer), clock=clock)
-        first = client.get_token(SUBJECT, CLIENT_ID, ttl_seconds=600)
-        again = client.get_token(SUBJECT, CLIENT_ID, ttl_seconds=600)
-        check(first.jti == again.jti, "the second request was not served from the cache")
-        record = demo.sign(
-            stack,
-            lambda: {
-                "token": first.token,
-                "kid": first.kid,
-                "alg": first.alg,
-                "expires_at": first.expires_at,
-            },
-        )
-        demo.verify_independently(record.token, demo.served_jwks(stack))
-        check(demo.exchange(record).status_code == 200, "ServiceNow refused the token")
-        detail.append("one token for two requests")
-
-    with demo.step("rotation: the standby key is promoted after the rotation period") as detail:
-        due_at = state["bootstrapped_at"] + DEMO_POLICY.rotation_period
-        index = 0
-        while clock.now() + DEMO_POLICY.tick_interval < due_at:
-            clock.advance(DEMO_POLICY.tick_interval)
-            index += 1
-            if index % 2 == 0:
-                demo.sign(stack, _direct(signer))
-            summary = tick()
-            check(not summary["promoted"], "promoted before the rotation period ended")
-        clock.advance(due_at - clock.now())
-        # Just before the due tick: a long token from the old key, kept unexchanged.
-        held = demo.sign(stack, _direct(signer, ttl=DEMO_POLICY.max_token_ttl))
-        state["held"] = held
-        before = demo.key_states(stack)
-        summary = tick()
-        check(summary["promoted"] == [state["second"]], f"promoted {summary['promoted']}")
-        check(before.get(state["first"]) == "current", "the first key was not current before")
-        promoted_at = clock.now()
-        check(promoted_at is not None, "no promotion happened")
-        states = demo.key_states(stack)
-        check(states[state["first"]] == "previous", f"first key is {states[state['first']]}")
-        check(states[state["second"]] == "current", "the standby key is not current")
-        served = {key["kid"] for key in demo.served_jwks(stack)["keys"]}
-        check(state["first"] in served, "the previous key left the JWKS at promotion")
-        detail.append(f"promoted {state['second'][:10]}... after {DEMO_POLICY.rotation_period} s")
-
-    with demo.step(
-        "the signer's cached key signs once more (previous), and it still verifies"
-    ) as detail:
-        record = demo.sign(stack, _direct(signer))
-        check(record.signed_while == "previous", f"signed while {record.signed_while}")
-        demo.verify_independently(record.token, demo.served_jwks(stack))
-        check(
-            demo.exchange(record).status_code == 200,
-            "ServiceNow refused a token of the previous key",
-        )
-        clock.advance(DEMO_POLICY.signer_cache_ttl)
-        fresh = demo.sign(stack, _direct(signer))
-        check(
-            fresh.kid == state["second"],
-            "after its cache TTL the signer did not move to the new key",
-        )
-        check(demo.exchange(fresh).status_code == 200, "ServiceNow refused the new key's token")
-        detail.append("old and new key accepted side by side")
-
-    with demo.step("a token signed before the rotation is still accepted after it") as detail:
-        held = state["held"]
-        check(held.kid == state["first"], "the held token is not from the old key")
-        demo.verify_independently(held.token, demo.served_jwks(stack))
-        check(demo.exchange(held).status_code == 200, "ServiceNow refused the old key's token")
-        detail.append(f"expires at {held.expires_at}, exchanged at {int(clock.now())}")
-
-    with demo.step(
-        "the old key is retired after its grace, untrusted, and deletion is scheduled"
-    ) as detail:
-        retired_at = 0.0
-        while not retired_at and clock.now() < promoted_at + 2 * DEMO_POLICY.grace:
-            clock.advance(DEMO_POLICY.tick_interval)
-            demo.sign(stack, _direct(signer))
-            summary = tick()
-            if state["first"] in summary["retired"]:
-                retired_at = clock.now()
-        check(retired_at > 0, "the previous key was never retired")
-        check(retired_at >= promoted_at + DEMO_POLICY.grace, "retired before its grace ended")
-        served = {key["kid"] for key in demo.served_jwks(stack)["keys"]}
-        check(state["first"] not in served, "the retired key is still served")
-        maps = {row["kid"] for row in demo.servicenow.rows("jwt_verifier_map")}
-        check(state["first"] not in maps and maps == served, f"ServiceNow trusts {maps}")
-        arn = next(
-            entry["arn"]
-            for entry in json.loads(
-                stack.s3.get_object(Bucket=stack.config.bucket, Key="state/registry.json")[
-                    "Body"
-                ].read()
-            )["disposed"]
-            if entry["kid"] == state["first"]
-        )
-        key_state = stack.kms.describe_key(KeyId=arn)["KeyMetadata"]["KeyState"]
-        check(key_state == "PendingDeletion", f"KMS key is {key_state}")
-        detail.append(
-            f"retired {int(retired_at - promoted_at)} s after promotion; KMS: {key_state}"
-        )
-
-    with demo.step(
-        "tokens of the retired key had all expired (+ skew) before it left the JWKS"
-    ) as detail:
-        old = [t for t in demo.tokens if t.kid == state["first"]]
-        check(bool(old), "no tokens of the first key")
-        latest = max(t.expires_at for t in old)
-        check(latest + DEMO_POLICY.clock_skew <= retired_at, f"a token lived until {latest}")
-        detail.append(f"{len(old)} tokens, the last expired at {latest}")
-
-    with demo.step(
-        "emergency: revoke the current key; the standby key takes over at once"
-    ) as detail:
-        victim = str(keeper.handle({"action": "tick"})["current_kid"])
-        demo.record_publications(stack)
-        doomed = demo.sign(stack, _direct(signer))
-        clock.advance(1)  # the revocation comes after that signature, not at the same instant
-        summary = tick({"action": "revoke", "kid": victim})
-        check(summary["revoked"] == [victim], f"revoked {summary['revoked']}")
-        check(len(summary["promoted"]) == 1, "no standby key was promoted")
-        for record in demo.tokens:
-            if record.kid == victim:
-                record.key_revoked = True
-        served = {key["kid"] for key in demo.served_jwks(stack)["keys"]}
-        check(victim not in served, "the revoked key is still served")
-        check(demo.exchange(doomed).status_code == 401, "ServiceNow accepted a revoked key's token")
-        sessions = requests.get(
-            f"{demo.servicenow.url}/api/now/table/sys_user",
-            headers={"Authorization": f"Bearer {state['access_token']}"},
-            verify=demo.servicenow.ca_bundle,
-            timeout=10,
-        )
-        check(sessions.status_code == 401, "sessions minted before the revocation still work")
-        clock.advance(DEMO_POLICY.signer_cache_ttl)
-        after = demo.sign(stack, _direct(signer))
-        check(after.kid == summary["current_kid"], "the signer did not move to the promoted key")
-        demo.verify_independently(after.token, demo.served_jwks(stack))
-        check(demo.exchange(after).status_code == 200, "ServiceNow refused the new current key")
-        detail.append(f"revoked {victim[:10]}..., sessions ended, signing continues")
-
-    with demo.step(
-        "tour: every other algorithm signs through KMS and verifies from its JWKS"
-    ) as detail:
-        toured = []
-        for name, algorithm in ALGORITHMS.items():
-            if name == DEMO_POLICY.algorithm:
-                continue
-            tour = LocalStack(
-                demo.aws,
-                LocalKeysetConfig(
-                    keyset=f"tour-{name.lower()}",
-                    issuer=CLIENT_ID,
-                    policy=replace(
-                        DEMO_POLICY, algorithm=name, key_spec=algorithm.default_key_spec
-                    ),
-                    allowed_subjects=("*@example.com",),
-                    allowed_audiences=(CLIENT_ID,),
-                ),
-                clock,
-            )
-            tour.create_bucket()
-            tour.keeper_service(
-                metrics=demo.metrics(KEEPER_SERVICE, tour.config.keyset),
-                logger=demo.logger(KEEPER_SERVICE),
-            ).handle({"action": "tick"})
-            issued = tour.sign_service(
-                metrics=demo.metrics(SIGNER_SERVICE, tour.config.keyset),
-                logger=demo.logger(SIGNER_SERVICE),
-            ).handle({"subject": SUBJECT, "audience": CLIENT_ID})
-            check(issued["alg"] == name, f"{name}: signed as {issued['alg']}")
-            demo.verify_independently(issued["token"], demo.served_jwks(tour))
-            toured.append(name)
-        detail.append(", ".join(toured))
-
-    with demo.step("read back: the artifacts satisfy I1 and I2") as detail:
-        problems = check_artifacts(
-            demo.history, [t.to_json() for t in demo.tokens], DEMO_POLICY.clock_skew
-        )
-        check(not problems, "; ".join(problems[:5]))
-        check(demo.history[-1]["jwks"] == demo.served_jwks(stack), "history ends elsewhere")
-        detail.append(f"{len(demo.tokens)} tokens against {len(demo.history)} published documents")
+    return DemoState(stack, keeper, signer)
 
 
-def check_artifacts(
-    history: list[dict[str, Any]], tokens: list[dict[str, Any]], skew: int
-) -> list[str]:
-    """I1: each token's kid was served when it was signed. I2: it stayed served until the
-    token expired (+ skew), unless its key was revoked."""
-    problems = []
+def bootstrap(demo: Demo, state: DemoState) -> str:
+    summary = state.tick(demo)
+    check(len(summary["created"]) == 2, f"expected two keys, got {summary['created']}")
+    check(summary["promoted"] == [summary["created"][0]], "the first key was not activated")
+    served = state.served(demo)
+    check(served == set(summary["created"]), f"served {served}")
+    maps = {row["kid"] for row in demo.servicenow.rows("jwt_verifier_map")}
+    check(maps == served, f"ServiceNow trusts {maps}, JWKS has {served}")
+    state.first_kid = summary["current_kid"]
+    state.second_kid = summary["next_kid"]
+    state.bootstrapped_at = demo.clock.now()
+    return f"current {summary['current_kid'][:10]}..., next {summary['next_kid'][:10]}..."
 
-    def served_at(moment: float) -> set[str]:
-        current: set[str] = set()
-        for entry in history:
-            if entry["at"] <= moment:
-                current = {key["kid"] for key in entry["jwks"]["keys"]}
-        return current
 
-    for token in tokens:
-        if token["kid"] not in served_at(token["issued_at"]):
-            problems.append(
-                f"I1: {token['kid']} signed at {token['issued_at']} before it was served"
-            )
-        if token["key_revoked"]:
+def sign_direct(demo: Demo, state: DemoState) -> str:
+    record = demo.sign(state.stack, _direct(state.signer))
+    demo.verify_independently(record.token, demo.served_jwks(state.stack))
+    response = demo.exchange(record)
+    check(response.status_code == 200, f"ServiceNow answered {response.status_code}")
+    state.access_token = response.json()["access_token"]
+    return f"kid {record.kid[:10]}..., ServiceNow issued an access token"
+
+
+def sign_function_url(demo: Demo, state: DemoState) -> str:
+    body = json.dumps({"subject": SUBJECT, "audience": CLIENT_ID, "ttl_seconds": 600})
+    event = {
+        "version": "2.0",
+        "requestContext": {
+            "http": {"method": "POST"},
+            "authorizer": {"iam": {"userArn": CALLER}},
+        },
+        "body": body,
+        "isBase64Encoded": False,
+    }
+    answer = state.signer.handle(event)
+    check(answer["statusCode"] == 200, f"status {answer['statusCode']}")
+    record = demo.sign(state.stack, lambda: json.loads(answer["body"]))
+    demo.verify_independently(record.token, demo.served_jwks(state.stack))
+    check(demo.exchange(record).status_code == 200, "ServiceNow refused the token")
+    refused = state.signer.handle(
+        {**event, "body": json.dumps({"subject": "root@example.com", "audience": CLIENT_ID})}
+    )
+    check(refused["statusCode"] == 403, "a subject outside the caller's rule was not refused")
+    return "200 for its own subject, 403 for another"
+
+
+def sign_client_sdk(demo: Demo, state: DemoState) -> str:
+    client = TokenClient(LocalInvoker(state.signer), clock=demo.clock)
+    first = client.get_token(SUBJECT, CLIENT_ID, ttl_seconds=600)
+    again = client.get_token(SUBJECT, CLIENT_ID, ttl_seconds=600)
+    check(first.jti == again.jti, "the second request was not served from the cache")
+    record = demo.sign(
+        state.stack,
+        lambda: {
+            "token": first.token,
+            "kid": first.kid,
+            "alg": first.alg,
+            "expires_at": first.expires_at,
+        },
+    )
+    demo.verify_independently(record.token, demo.served_jwks(state.stack))
+    check(demo.exchange(record).status_code == 200, "ServiceNow refused the token")
+    return "one token for two requests"
+
+
+def rotate(demo: Demo, state: DemoState) -> str:
+    clock = demo.clock
+    due_at = state.bootstrapped_at + DEMO_POLICY.rotation_period
+    index = 0
+    while clock.now() + DEMO_POLICY.tick_interval < due_at:
+        clock.advance(DEMO_POLICY.tick_interval)
+        index += 1
+        if index % 2 == 0:
+            demo.sign(state.stack, _direct(state.signer))
+        summary = state.tick(demo)
+        check(not summary["promoted"], "promoted before the rotation period ended")
+    clock.advance(due_at - clock.now())
+    # Just before the due tick: a long token from the old key, kept unexchanged.
+    state.held = demo.sign(state.stack, _direct(state.signer, ttl=DEMO_POLICY.max_token_ttl))
+    before = demo.key_states(state.stack)
+    summary = state.tick(demo)
+    check(summary["promoted"] == [state.second_kid], f"promoted {summary['promoted']}")
+    check(before.get(state.first_kid) == "current", "the first key was not current before")
+    state.promoted_at = clock.now()
+    states = demo.key_states(state.stack)
+    check(states[state.first_kid] == "previous", f"first key is {states[state.first_kid]}")
+    check(states[state.second_kid] == "current", "the standby key is not current")
+    check(state.first_kid in state.served(demo), "the previous key left the JWKS at promotion")
+    return f"promoted {state.second_kid[:10]}... after {DEMO_POLICY.rotation_period} s"
+
+
+def sign_with_cached_previous_key(demo: Demo, state: DemoState) -> str:
+    record = demo.sign(state.stack, _direct(state.signer))
+    check(record.signed_while == "previous", f"signed while {record.signed_while}")
+    demo.verify_independently(record.token, demo.served_jwks(state.stack))
+    check(
+        demo.exchange(record).status_code == 200,
+        "ServiceNow refused a token of the previous key",
+    )
+    demo.clock.advance(DEMO_POLICY.signer_cache_ttl)
+    fresh = demo.sign(state.stack, _direct(state.signer))
+    check(
+        fresh.kid == state.second_kid,
+        "after its cache TTL the signer did not move to the new key",
+    )
+    check(demo.exchange(fresh).status_code == 200, "ServiceNow refused the new key's token")
+    return "old and new key accepted side by side"
+
+
+def exchange_held_token(demo: Demo, state: DemoState) -> str:
+    held = state.held
+    if held is None:
+        raise StepFailed("no token was held across the rotation")
+    check(held.kid == state.first_kid, "the held token is not from the old key")
+    demo.verify_independently(held.token, demo.served_jwks(state.stack))
+    check(demo.exchange(held).status_code == 200, "ServiceNow refused the old key's token")
+    return f"expires at {held.expires_at}, exchanged at {int(demo.clock.now())}"
+
+
+def retire(demo: Demo, state: DemoState) -> str:
+    clock = demo.clock
+    while not state.retired_at and clock.now() < state.promoted_at + 2 * DEMO_POLICY.grace:
+        clock.advance(DEMO_POLICY.tick_interval)
+        demo.sign(state.stack, _direct(state.signer))
+        summary = state.tick(demo)
+        if state.first_kid in summary["retired"]:
+            state.retired_at = clock.now()
+    check(state.retired_at > 0, "the previous key was never retired")
+    check(
+        state.retired_at >= state.promoted_at + DEMO_POLICY.grace,
+        "retired before its grace ended",
+    )
+    served = state.served(demo)
+    check(state.first_kid not in served, "the retired key is still served")
+    maps = {row["kid"] for row in demo.servicenow.rows("jwt_verifier_map")}
+    check(state.first_kid not in maps and maps == served, f"ServiceNow trusts {maps}")
+    registry = json.loads(
+        state.stack.s3.get_object(Bucket=state.stack.config.bucket, Key="state/registry.json")[
+            "Body"
+        ].read()
+    )
+    arn = next(entry["arn"] for entry in registry["disposed"] if entry["kid"] == state.first_kid)
+    key_state = state.stack.kms.describe_key(KeyId=arn)["KeyMetadata"]["KeyState"]
+    check(key_state == "PendingDeletion", f"KMS key is {key_state}")
+    return (
+        f"retired {int(state.retired_at - state.promoted_at)} s after promotion; KMS: {key_state}"
+    )
+
+
+def retired_tokens_expired_first(demo: Demo, state: DemoState) -> str:
+    old = [t for t in demo.tokens if t.kid == state.first_kid]
+    check(bool(old), "no tokens of the first key")
+    latest = max(t.expires_at for t in old)
+    check(latest + DEMO_POLICY.clock_skew <= state.retired_at, f"a token lived until {latest}")
+    return f"{len(old)} tokens, the last expired at {latest}"
+
+
+def revoke(demo: Demo, state: DemoState) -> str:
+    victim = str(state.tick(demo)["current_kid"])
+    doomed = demo.sign(state.stack, _direct(state.signer))
+    demo.clock.advance(1)  # the revocation comes after that signature, not at the same instant
+    summary = state.tick(demo, {"action": "revoke", "kid": victim})
+    check(summary["revoked"] == [victim], f"revoked {summary['revoked']}")
+    check(len(summary["promoted"]) == 1, "no standby key was promoted")
+    for record in demo.tokens:
+        if record.kid == victim:
+            record.key_revoked = True
+    check(victim not in state.served(demo), "the revoked key is still served")
+    check(demo.exchange(doomed).status_code == 401, "ServiceNow accepted a revoked key's token")
+    sessions = requests.get(
+        f"{demo.servicenow.url}/api/now/table/sys_user",
+        headers={"Authorization": f"Bearer {state.access_token}"},
+        verify=demo.servicenow.ca_bundle,
+        timeout=10,
+    )
+    check(sessions.status_code == 401, "sessions minted before the revocation still work")
+    demo.clock.advance(DEMO_POLICY.signer_cache_ttl)
+    after = demo.sign(state.stack, _direct(state.signer))
+    check(after.kid == summary["current_kid"], "the signer did not move to the promoted key")
+    demo.verify_independently(after.token, demo.served_jwks(state.stack))
+    check(demo.exchange(after).status_code == 200, "ServiceNow refused the new current key")
+    return f"revoked {victim[:10]}..., sessions ended, signing continues"
+
+
+def tour_algorithms(demo: Demo, state: DemoState) -> str:
+    toured = []
+    for name, algorithm in ALGORITHMS.items():
+        if name == DEMO_POLICY.algorithm:
             continue
-        for entry in history:
-            during = token["issued_at"] <= entry["at"] < token["expires_at"] + skew
-            if during and token["kid"] not in {key["kid"] for key in entry["jwks"]["keys"]}:
-                problems.append(f"I2: {token['kid']} left the JWKS at {entry['at']}")
-    return problems
+        tour = LocalStack(
+            demo.aws,
+            LocalKeysetConfig(
+                keyset=f"tour-{name.lower()}",
+                issuer=CLIENT_ID,
+                policy=replace(DEMO_POLICY, algorithm=name, key_spec=algorithm.default_key_spec),
+                allowed_subjects=("*@example.com",),
+                allowed_audiences=(CLIENT_ID,),
+            ),
+            demo.clock,
+        )
+        tour.create_bucket()
+        tour.keeper_service(
+            metrics=demo.metrics(KEEPER_SERVICE, tour.config.keyset),
+            logger=demo.logger(KEEPER_SERVICE),
+        ).handle({"action": "tick"})
+        issued = tour.sign_service(
+            metrics=demo.metrics(SIGNER_SERVICE, tour.config.keyset),
+            logger=demo.logger(SIGNER_SERVICE),
+        ).handle({"subject": SUBJECT, "audience": CLIENT_ID})
+        check(issued["alg"] == name, f"{name}: signed as {issued['alg']}")
+        demo.verify_independently(issued["token"], demo.served_jwks(tour))
+        toured.append(name)
+    return ", ".join(toured)
+
+
+def read_back(demo: Demo, state: DemoState) -> str:
+    problems = check_artifacts(
+        demo.history, [t.to_json() for t in demo.tokens], DEMO_POLICY.clock_skew
+    )
+    check(not problems, "; ".join(problems[:5]))
+    check(demo.history[-1]["jwks"] == demo.served_jwks(state.stack), "history ends elsewhere")
+    return f"{len(demo.tokens)} tokens against {len(demo.history)} published documents"
+
+
+# The narrative, in order. Each step assumes the ones before it ran (it reads their state).
+STEPS: list[tuple[str, DemoStep]] = [
+    ("bootstrap: first key published and trusted, then activated; standby key ready", bootstrap),
+    ("sign through the function (direct invoke) and exchange at ServiceNow", sign_direct),
+    ("sign through the Function URL entry (IAM caller with its own rule)", sign_function_url),
+    (
+        "sign through the client SDK (TokenClient caches until shortly before expiry)",
+        sign_client_sdk,
+    ),
+    ("rotation: the standby key is promoted after the rotation period", rotate),
+    (
+        "the signer's cached key signs once more (previous), and it still verifies",
+        sign_with_cached_previous_key,
+    ),
+    ("a token signed before the rotation is still accepted after it", exchange_held_token),
+    ("the old key is retired after its grace, untrusted, and deletion is scheduled", retire),
+    (
+        "tokens of the retired key had all expired (+ skew) before it left the JWKS",
+        retired_tokens_expired_first,
+    ),
+    ("emergency: revoke the current key; the standby key takes over at once", revoke),
+    ("tour: every other algorithm signs through KMS and verifies from its JWKS", tour_algorithms),
+    ("read back: the artifacts satisfy I1 and I2", read_back),
+]
 
 
 def _write_artifacts(demo: Demo, out: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 
@@ -118,3 +119,31 @@ def check_invariants(
         trusted = trusted_kids()
         if trusted != published:
             raise InvariantBroken(f"I5: trusted {sorted(trusted)} != published {sorted(published)}")
+
+
+def check_artifacts(
+    history: list[dict[str, Any]], tokens: list[dict[str, Any]], skew: int
+) -> list[str]:
+    """I1: each token's kid was served when it was signed. I2: it stayed served until the
+    token expired (+ skew), unless its key was revoked."""
+    problems = []
+
+    def served_at(moment: float) -> set[str]:
+        current: set[str] = set()
+        for entry in history:
+            if entry["at"] <= moment:
+                current = {key["kid"] for key in entry["jwks"]["keys"]}
+        return current
+
+    for token in tokens:
+        if token["kid"] not in served_at(token["issued_at"]):
+            problems.append(
+                f"I1: {token['kid']} signed at {token['issued_at']} before it was served"
+            )
+        if token["key_revoked"]:
+            continue
+        for entry in history:
+            during = token["issued_at"] <= entry["at"] < token["expires_at"] + skew
+            if during and token["kid"] not in {key["kid"] for key in entry["jwks"]["keys"]}:
+                problems.append(f"I2: {token['kid']} left the JWKS at {entry['at']}")
+    return problems
