@@ -32,12 +32,11 @@ from typing import Any
 
 from jwtkeys.errors import ConfigurationError
 from jwtkeys.keeper.rotation_policy import RotationPolicy
+from jwtkeys.names import check_keyset_name
+from jwtkeys.servicenow.keyset_rule import check_servicenow_keyset
 
 from .constants import CONTEXT_KEY, DEFAULT_RUNBOOK_URL, STACK_NAME_PREFIX
 
-# Keysets name stacks, aliases, alarms and dashboards: keep them to characters all of
-# those accept, and short enough for the longest derived name.
-_KEYSET_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 _PRINCIPAL_PATTERN = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:[A-Za-z0-9+=,.@_/:-]+$")
 _EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DOMAIN_PATTERN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -143,10 +142,10 @@ def _load_stack(stage: str, values: object) -> KeysetConfig:
     if unknown:
         raise ConfigurationError(f"{where}: unknown setting(s): {', '.join(unknown)}")
     keyset = _string(values, "keyset", where)
-    if not _KEYSET_PATTERN.match(keyset):
-        raise ConfigurationError(
-            f"{where}.keyset {keyset!r} must be 1-40 lower-case letters, digits or inner hyphens"
-        )
+    try:
+        check_keyset_name(keyset)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{where}.keyset: {error}") from None
     policy_values = values.get("policy", {})
     if not isinstance(policy_values, Mapping):
         raise ConfigurationError(f"{where}.policy must be an object")
@@ -172,7 +171,17 @@ def _load_stack(stage: str, values: object) -> KeysetConfig:
     servicenow = _servicenow(values.get("servicenow"), where)
     issuer = _string(values, "issuer", where)
     if servicenow is not None:
-        _check_servicenow_keyset(issuer, policy.algorithm, servicenow, where)
+        # The rule the keeper enforces at cold start, refused at synth already.
+        try:
+            check_servicenow_keyset(
+                issuer=issuer,
+                algorithm=policy.algorithm,
+                client_id=servicenow.client_id,
+                issuer_setting="issuer",
+                client_id_setting="servicenow.client_id",
+            )
+        except ConfigurationError as error:
+            raise ConfigurationError(f"{where}.{error}") from None
     return KeysetConfig(
         stage=stage,
         keyset=keyset,
@@ -263,18 +272,6 @@ def _callers(value: object, where: str) -> dict[str, CallerRule]:
             audiences=_strings(rule["audiences"], f"{rule_where}.audiences"),
         )
     return callers
-
-
-def _check_servicenow_keyset(
-    issuer: str, algorithm: str, servicenow: ServiceNowConfig, where: str
-) -> None:
-    # The same rules the keeper enforces at start-up, refused at synth already.
-    if issuer != servicenow.client_id:
-        raise ConfigurationError(
-            f"{where}.issuer must equal servicenow.client_id: ServiceNow checks iss against it"
-        )
-    if algorithm.startswith("PS"):
-        raise ConfigurationError(f"{where}: ServiceNow does not verify {algorithm}; use RS* or ES*")
 
 
 def _servicenow(value: object, where: str) -> ServiceNowConfig | None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+from jwtkeys.errors import ConfigurationError
+
 METRIC_NAMESPACE = "jwtkeys"
 
 # KMS tags carried by every key of a keyset.
@@ -21,6 +25,24 @@ JWKS_OBJECT_KEY = ".well-known/jwks.json"
 OPENID_CONFIGURATION_KEY = ".well-known/openid-configuration"
 PUBLIC_PREFIX = ".well-known/"
 STATE_PREFIX = "state/"
+
+
+# A keyset name is part of the stack name, KMS aliases, tags, alarm and dashboard names,
+# the local bucket `jwtkeys-<keyset>-jwks` (63 at most) and ServiceNow record names
+# `jwtkeys/<keyset>/<kid>` (52 + its length; ServiceNow's usual string column is 100):
+# 40 keeps every one of them in bounds. No trailing hyphen, so joining with '-' is clean.
+KEYSET_NAME_MAX = 40
+KEYSET_NAME = re.compile(r"\A[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?\Z")  # 1-40 characters
+
+
+def check_keyset_name(keyset: str) -> str:
+    """The keyset name, or ConfigurationError when a derived name could not hold it."""
+    if not KEYSET_NAME.match(keyset):
+        raise ConfigurationError(
+            f"keyset name {keyset!r} must be 1-{KEYSET_NAME_MAX} lower-case letters, digits"
+            " or inner hyphens"
+        )
+    return keyset
 
 
 def alias_prefix(keyset: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,18 +10,9 @@ from typing import Any
 from jwtkeys import names
 from jwtkeys.errors import ConfigurationError
 from jwtkeys.keeper.rotation_policy import RotationPolicy
+from jwtkeys.names import check_keyset_name
+from jwtkeys.servicenow.keyset_rule import check_servicenow_keyset
 from jwtkeys.signer.policy import CallerRule, SigningPolicy, parse_allowlist
-
-KEYSET_NAME = re.compile(r"\A[a-z0-9][a-z0-9-]{0,47}\Z")
-
-
-def check_keyset_name(keyset: str) -> str:
-    """A keyset name is part of aliases, tags, stack and record names: keep it plain."""
-    if not KEYSET_NAME.match(keyset):
-        raise ConfigurationError(
-            f"keyset name {keyset!r} must be 1-48 characters of a-z, 0-9 and '-'"
-        )
-    return keyset
 
 
 def _required(environ: Mapping[str, str], name: str) -> str:
@@ -169,20 +159,11 @@ class KeeperSettings:
             servicenow=servicenow,
         )
         if servicenow is not None:
-            _check_servicenow_keyset(settings, servicenow)
+            check_servicenow_keyset(
+                issuer=settings.issuer,
+                algorithm=settings.rotation.algorithm,
+                client_id=servicenow.client_id,
+                issuer_setting=names.ENV_ISSUER,
+                client_id_setting=names.ENV_SERVICENOW_CLIENT_ID,
+            )
         return settings
-
-
-def _check_servicenow_keyset(settings: KeeperSettings, servicenow: ServiceNowSettings) -> None:
-    """ServiceNow checks iss and aud against the app's client_id and knows no PS* algorithm:
-    a keyset that could never pass its own canary is refused at start-up."""
-    if settings.issuer != servicenow.client_id:
-        raise ConfigurationError(
-            f"{names.ENV_ISSUER} ({settings.issuer!r}) must equal {names.ENV_SERVICENOW_CLIENT_ID}"
-            f" ({servicenow.client_id!r}): ServiceNow checks iss against the app's client_id"
-        )
-    if settings.rotation.algorithm.startswith("PS"):
-        raise ConfigurationError(
-            f"ServiceNow does not verify {settings.rotation.algorithm}: use RS* (or ES* on recent"
-            " releases) for a keyset that ServiceNow trusts"
-        )

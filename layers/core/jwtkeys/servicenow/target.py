@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -38,6 +37,7 @@ from jwtkeys.servicenow.certificates import (
     read_certificate,
     spki,
 )
+from jwtkeys.servicenow.keyset_rule import check_servicenow_keyset
 from jwtkeys.servicenow.secrets import SecretSource
 from jwtkeys.servicenow.sync import (
     APP_FIELDS,
@@ -58,7 +58,6 @@ if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-LOGGER = logging.getLogger("jwtkeys.servicenow")
 # Long enough for the exchange (and the instance's clock skew covers the rest),
 # short enough that a canary token is worthless to anyone who sees it later.
 CANARY_TTL = 60
@@ -137,14 +136,11 @@ class ServiceNowTrustTarget:
                 "JWKS-URL mode needs policy.verifier_jwks_cache_lifespan (the application's"
                 " JWKS cache lifespan), so the prepublish window is validated against it"
             )
-        if settings.issuer != servicenow.client_id:
-            # ServiceNow checks iss == aud == client_id: every token of this keyset will be
-            # refused at the token endpoint. Loud, but not fatal: records can still sync.
-            LOGGER.warning(
-                "the keyset's issuer is not the oauth_jwt client_id: ServiceNow will refuse"
-                " its tokens",
-                extra={"issuer": settings.issuer, "client_id": servicenow.client_id},
-            )
+        check_servicenow_keyset(
+            issuer=settings.issuer,
+            algorithm=settings.rotation.algorithm,
+            client_id=servicenow.client_id,
+        )
         secrets = SecretSource(secretsmanager, servicenow.secret_id, clock)
         client = TableClient(
             servicenow.instance_url,
