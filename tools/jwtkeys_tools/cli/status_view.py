@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from jwtkeys.keeper import schedule
 from jwtkeys.keeper.lifecycle import KeyLifecycle
-from jwtkeys.keys.key_state import KeyState, ManagedKey
+from jwtkeys.keys.key_state import KeyState
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,7 @@ def keyset_status(keeper: KeyLifecycle, now: float) -> list[KeyStatus]:
     current = next((key for key in keys if key.state is KeyState.CURRENT), None)
     rows = []
     for key in sorted(keys, key=lambda k: k.created_at, reverse=True):
-        transition, at = _next_transition(
-            key, current, policy.rotation_period, policy.prepublish_window, policy.grace
-        )
+        transition, at = schedule.next_transition(key, current, policy)
         rows.append(
             KeyStatus(
                 kid=key.kid,
@@ -55,24 +54,10 @@ def keyset_status(keeper: KeyLifecycle, now: float) -> list[KeyStatus]:
                 trusted=None if trusted is None else str(disposed["kid"]) in trusted,
                 signing=False,
                 next_transition="deleted by KMS",
-                next_transition_at=int(float(disposed["at"]) + policy.deletion_window_days * 86400),
+                next_transition_at=int(schedule.deletion_at(float(disposed["at"]), policy)),
             )
         )
     return rows
-
-
-def _next_transition(
-    key: ManagedKey, current: ManagedKey | None, rotation_period: int, prepublish: int, grace: int
-) -> tuple[str | None, float | None]:
-    if key.state is KeyState.NEXT:
-        ready = (key.published_at or key.created_at) + prepublish
-        due = (current.activated_at or 0) + rotation_period if current else ready
-        return "promote to current", max(ready, due)
-    if key.state is KeyState.CURRENT:
-        return "becomes previous at the next promotion", (key.activated_at or 0) + rotation_period
-    if key.state is KeyState.PREVIOUS:
-        return "retire", (key.deactivated_at or 0) + grace
-    return "disable and schedule deletion", None
 
 
 def render_table(rows: list[KeyStatus], now: float) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from jwtkeys import names
 from jwtkeys.clock import Clock
 from jwtkeys.errors import InvalidRequest, JwtKeysError, LeaseHeld, LifecycleError
+from jwtkeys.keeper import schedule
 from jwtkeys.keeper.jwks_publisher import JwksPublisher
 from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.keeper.state_store import Lease, Registry, RegistryEntry, RegistryStore
@@ -349,16 +350,15 @@ class KeyLifecycle:
 
     def _promotion_due(self, tick: _Tick) -> bool:
         current = tick.one(KeyState.CURRENT)
-        if current is None or current.activated_at is None:
-            return False
-        return self._clock.now() >= current.activated_at + self.policy.rotation_period
+        due_at = None if current is None else schedule.rotation_due_at(current, self.policy)
+        return due_at is not None and self._clock.now() >= due_at
 
     def _promote(self, tick: _Tick, *, force: bool, requested: bool) -> None:
         standby, current = tick.one(KeyState.NEXT), tick.one(KeyState.CURRENT)
-        if standby is None or standby.published_at is None:
+        ready_at = None if standby is None else schedule.ready_at(standby, self.policy)
+        if standby is None or ready_at is None:
             tick.report.warnings.append("no published standby key to promote yet")
             return
-        ready_at = standby.published_at + self.policy.prepublish_window
         if self._clock.now() < ready_at:
             if not force:
                 if requested:
@@ -385,8 +385,8 @@ class KeyLifecycle:
     def _retire_due(self, tick: _Tick) -> None:
         now = self._clock.now()
         for key in tick.in_state(KeyState.PREVIOUS):
-            deactivated = key.deactivated_at if key.deactivated_at is not None else now
-            if now >= deactivated + self.policy.grace:
+            retire_at = schedule.retirement_at(key, self.policy)
+            if retire_at is not None and now >= retire_at:
                 # The state changes first, so the audit of this same tick sees no drift.
                 self._transition(key, KeyState.RETIRED, names.TAG_RETIRED_AT, "grace over")
                 tick.report.retired.append(key.kid)
