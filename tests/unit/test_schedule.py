@@ -21,8 +21,23 @@ POLICY = RotationPolicy(
 )
 
 
-def key(state: KeyState, **times: float) -> ManagedKey:
-    return ManagedKey(f"arn:{state.value}", state.value, state, {}, "nonce", 1000.0, **times)
+def key(
+    state: KeyState,
+    published_at: float | None = None,
+    activated_at: float | None = None,
+    deactivated_at: float | None = None,
+) -> ManagedKey:
+    return ManagedKey(
+        f"arn:{state.value}",
+        state.value,
+        state,
+        {},
+        "nonce",
+        1000.0,
+        published_at=published_at,
+        activated_at=activated_at,
+        deactivated_at=deactivated_at,
+    )
 
 
 CURRENT = key(KeyState.CURRENT, published_at=1000.0, activated_at=2000.0)
