@@ -34,6 +34,9 @@ from jwtkeys.errors import ConfigurationError
 from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.names import check_keyset_name
 from jwtkeys.servicenow.keyset_rule import check_servicenow_keyset
+from jwtkeys.settings import SignerSettings
+from jwtkeys.signer.policy import Allowlist, SigningPolicy
+from jwtkeys.signer.policy import CallerRule as SignerCallerRule
 
 from .constants import CONTEXT_KEY, DEFAULT_RUNBOOK_URL, STACK_NAME_PREFIX
 
@@ -120,6 +123,24 @@ class KeysetConfig:
 
     def caller_rules_mapping(self) -> dict[str, dict[str, list[str]]]:
         return {arn: rule.to_mapping() for arn, rule in sorted(self.function_url_callers.items())}
+
+    def signer_settings(self) -> SignerSettings:
+        """The signing function's typed settings; its environment is their `to_environ()`."""
+        return SignerSettings(
+            keyset=self.keyset,
+            rotation=self.policy,
+            policy=SigningPolicy(
+                issuer=self.issuer,
+                allowed_subjects=Allowlist(self.allowed_subjects),
+                allowed_audiences=Allowlist(self.allowed_audiences),
+                default_ttl=self.default_ttl,
+                max_token_ttl=self.policy.max_token_ttl,
+                caller_rules={
+                    arn: SignerCallerRule(Allowlist(rule.subjects), Allowlist(rule.audiences))
+                    for arn, rule in sorted(self.function_url_callers.items())
+                },
+            ),
+        )
 
 
 def load_stacks(context: object) -> list[KeysetConfig]:

@@ -14,22 +14,8 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from jwtkeys.names import (
-    ENV_BUCKET,
-    ENV_DISTRIBUTION_ID,
-    ENV_KEEPER_ROLE_ARN,
-    ENV_PUBLIC_BASE_URL,
-    ENV_SERVICENOW_CANARY_SUBJECT,
-    ENV_SERVICENOW_CLIENT_ID,
-    ENV_SERVICENOW_INSTANCE,
-    ENV_SERVICENOW_JWKS_URL,
-    ENV_SERVICENOW_SECRET,
-    ENV_SIGNER_ROLE_ARN,
-    JWKS_OBJECT_KEY,
-    PUBLIC_PREFIX,
-    STATE_PREFIX,
-    alias_prefix,
-)
+from jwtkeys.names import JWKS_OBJECT_KEY, PUBLIC_PREFIX, STATE_PREFIX, alias_prefix
+from jwtkeys.settings import KeeperSettings, ServiceNowSettings
 
 from .config import KeysetConfig, ServiceNowConfig
 from .constants import (
@@ -43,7 +29,7 @@ from .constants import (
 )
 from .jwks_distribution import JwksDistribution
 from .kms_permissions import keeper_kms_statements
-from .lambda_defaults import FunctionSpec, execution_role, keyset_environment, python_function
+from .lambda_defaults import FunctionSpec, execution_role, python_function
 from .nag import KMS_KEY_ARN_FINDING, acknowledge, logical_id
 
 KEEPER_SPEC = FunctionSpec(
@@ -77,29 +63,23 @@ class Keeper(Construct):
         self.secret = (
             self._servicenow_secret(config.keyset, config.servicenow) if config.servicenow else None
         )
-        environment = {
-            **keyset_environment(config),
-            ENV_BUCKET: jwks.bucket.bucket_name,
-            ENV_PUBLIC_BASE_URL: jwks.public_base_url,
-            ENV_DISTRIBUTION_ID: jwks.distribution.distribution_id,
-            ENV_SIGNER_ROLE_ARN: signer_role.role_arn,
-            ENV_KEEPER_ROLE_ARN: self.role.role_arn,
-        }
-        if config.servicenow and self.secret:
-            environment |= {
-                ENV_SERVICENOW_INSTANCE: config.servicenow.instance,
-                ENV_SERVICENOW_SECRET: self.secret.secret_arn,
-                ENV_SERVICENOW_CLIENT_ID: config.servicenow.client_id,
-                ENV_SERVICENOW_CANARY_SUBJECT: config.servicenow.canary_subject,
-            }
-            if config.servicenow.trust == "jwks_url":
-                environment[ENV_SERVICENOW_JWKS_URL] = f"{jwks.public_base_url}/{JWKS_OBJECT_KEY}"
+        settings = KeeperSettings(
+            keyset=config.keyset,
+            issuer=config.issuer,
+            rotation=config.policy,
+            bucket=jwks.bucket.bucket_name,
+            public_base_url=jwks.public_base_url,
+            distribution_id=jwks.distribution.distribution_id,
+            signer_role_arn=signer_role.role_arn,
+            keeper_role_arn=self.role.role_arn,
+            servicenow=self._servicenow_settings(config.servicenow, jwks),
+        )
         self.function = python_function(
             self,
             KEEPER_SPEC,
             role=self.role,
             layers=layers,
-            environment=environment,
+            environment=settings.to_environ(),
             reserved_concurrency=KEEPER_RESERVED_CONCURRENCY,
         )
         self.failure_queue = self._failure_queue()
@@ -111,6 +91,22 @@ class Keeper(Construct):
         )
         self.schedule = self._tick_schedule(config.policy.tick_interval)
         self._acknowledge_findings(config.keyset, jwks)
+
+    def _servicenow_settings(
+        self, servicenow: ServiceNowConfig | None, jwks: JwksDistribution
+    ) -> ServiceNowSettings | None:
+        if servicenow is None or self.secret is None:
+            return None
+        jwks_url = f"{jwks.public_base_url}/{JWKS_OBJECT_KEY}"
+        return ServiceNowSettings(
+            instance_url=servicenow.instance,
+            secret_id=self.secret.secret_arn,
+            client_id=servicenow.client_id,
+            canary_subject=servicenow.canary_subject,
+            ca_bundle=None,
+            revoke_sessions=True,
+            jwks_url=jwks_url if servicenow.trust == "jwks_url" else None,
+        )
 
     def _grant_bucket_prefixes(self, jwks: JwksDistribution) -> None:
         prefixes = (PUBLIC_PREFIX, STATE_PREFIX)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -12,9 +11,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from jwtkeys.names import ENV_ISSUER, ENV_KEYSET, ENV_POLICY, METRIC_NAMESPACE
+from jwtkeys.names import METRIC_NAMESPACE
 
-from .config import KeysetConfig
 from .constants import FUNCTIONS_DIR, HANDLER, LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, LOG_RETENTION
 
 
@@ -27,15 +25,6 @@ class FunctionSpec:
     description: str
     memory_mb: int
     timeout_seconds: int
-
-
-def keyset_environment(config: KeysetConfig) -> dict[str, str]:
-    """The settings every function of a keyset reads: keyset, issuer, lifecycle policy."""
-    return {
-        ENV_KEYSET: config.keyset,
-        ENV_ISSUER: config.issuer,
-        ENV_POLICY: json.dumps(config.policy.to_mapping(), sort_keys=True),
-    }
 
 
 def execution_role(scope: Construct, construct_id: str, description: str) -> iam.Role:

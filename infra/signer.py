@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from jwtkeys.names import (
-    ENV_ALLOWED_AUDIENCES,
-    ENV_ALLOWED_SUBJECTS,
-    ENV_CALLER_RULES,
-    ENV_DEFAULT_TTL,
-)
-
 from .config import KeysetConfig
 from .constants import SIGNER_MEMORY_MB, SIGNER_SERVICE_NAME, SIGNER_TIMEOUT_SECONDS
 from .kms_permissions import signer_statements
-from .lambda_defaults import FunctionSpec, execution_role, keyset_environment, python_function
+from .lambda_defaults import FunctionSpec, execution_role, python_function
 from .nag import KMS_KEY_ARN_FINDING, acknowledge
 
 SIGNER_SPEC = FunctionSpec(
@@ -51,7 +43,7 @@ class Signer(Construct):
             SIGNER_SPEC,
             role=self.role,
             layers=layers,
-            environment=_environment(config),
+            environment=config.signer_settings().to_environ(),
         )
         self.url = self.function.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
         self._grant_direct_invoke(config.direct_invoke_principals)
@@ -99,13 +91,3 @@ class Signer(Construct):
             "Keys are created at run time by the keeper; every statement on key/* carries"
             " the aws:ResourceTag/jwtkeys:keyset condition binding it to this keyset.",
         )
-
-
-def _environment(config: KeysetConfig) -> dict[str, str]:
-    return {
-        **keyset_environment(config),
-        ENV_ALLOWED_AUDIENCES: json.dumps(list(config.allowed_audiences)),
-        ENV_ALLOWED_SUBJECTS: json.dumps(list(config.allowed_subjects)),
-        ENV_DEFAULT_TTL: str(config.default_ttl),
-        ENV_CALLER_RULES: json.dumps(config.caller_rules_mapping(), sort_keys=True),
-    }

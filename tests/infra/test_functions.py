@@ -7,13 +7,17 @@ from typing import Any
 
 import pytest
 
+from infra.config import load_stacks
+from infra.constants import CONTEXT_KEY
 from jwtkeys import names
 from jwtkeys.metrics_catalog import KEEPER_SERVICE, SIGNER_SERVICE
+from jwtkeys.settings import SignerSettings
 from tests.infra.conftest import (
     DIRECT_CALLER,
     URL_CALLER,
     URL_CALLER_RULE,
     Template,
+    assertion_context,
     logical_id_starting,
     only,
     resources,
@@ -67,6 +71,19 @@ def test_signer_environment_carries_the_keyset_settings(dev: Template) -> None:
     assert json.loads(env[names.ENV_ALLOWED_SUBJECTS]) == ["svc-*"]
     assert env[names.ENV_DEFAULT_TTL] == "300"
     assert json.loads(env[names.ENV_CALLER_RULES]) == {URL_CALLER: URL_CALLER_RULE}
+
+
+def test_signer_environment_reads_back_as_the_configured_settings(dev: Template) -> None:
+    # Given the dev stage as configured at synth
+    config = next(c for c in load_stacks(assertion_context()[CONTEXT_KEY]) if c.stage == "dev")
+    _, function = _function(dev, "SignerFunction")
+    environ = {
+        name: value
+        for name, value in function["Environment"]["Variables"].items()
+        if name.startswith("JWTKEYS_")
+    }
+    # Then the function's cold start reads exactly the settings synth built
+    assert SignerSettings.from_environ(environ) == config.signer_settings()
 
 
 def test_keeper_environment_names_bucket_cdn_roles_and_servicenow(prod: Template) -> None:

@@ -98,6 +98,24 @@ class SignerSettings:
         )
         return cls(keyset=keyset, rotation=rotation, policy=policy)
 
+    def to_environ(self) -> dict[str, str]:
+        """The signing function's environment: `from_environ` reads back these settings."""
+        policy = self.policy
+        caller_rules = {
+            principal: {
+                "subjects": list(rule.subjects.patterns),
+                "audiences": list(rule.audiences.patterns),
+            }
+            for principal, rule in policy.caller_rules.items()
+        }
+        return {
+            **_keyset_environ(self.keyset, policy.issuer, self.rotation),
+            names.ENV_ALLOWED_AUDIENCES: json.dumps(list(policy.allowed_audiences.patterns)),
+            names.ENV_ALLOWED_SUBJECTS: json.dumps(list(policy.allowed_subjects.patterns)),
+            names.ENV_DEFAULT_TTL: str(policy.default_ttl),
+            names.ENV_CALLER_RULES: json.dumps(caller_rules, sort_keys=True),
+        }
+
 
 @dataclass(frozen=True)
 class ServiceNowSettings:
@@ -110,6 +128,44 @@ class ServiceNowSettings:
     ca_bundle: str | None
     revoke_sessions: bool
     jwks_url: str | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> ServiceNowSettings | None:
+        """The keyset's ServiceNow settings, or None when no instance is configured."""
+        instance = environ.get(names.ENV_SERVICENOW_INSTANCE) or None
+        if instance is None:
+            return None
+        if not instance.startswith("https://"):
+            raise ConfigurationError(f"{names.ENV_SERVICENOW_INSTANCE} must be an https URL")
+        revoke = environ.get(names.ENV_SERVICENOW_REVOKE_SESSIONS, "true").lower()
+        if revoke not in {"true", "false"}:
+            raise ConfigurationError(
+                f"{names.ENV_SERVICENOW_REVOKE_SESSIONS} must be true or false"
+            )
+        return cls(
+            instance_url=instance.rstrip("/"),
+            secret_id=_required(environ, names.ENV_SERVICENOW_SECRET),
+            client_id=_required(environ, names.ENV_SERVICENOW_CLIENT_ID),
+            canary_subject=environ.get(names.ENV_SERVICENOW_CANARY_SUBJECT) or None,
+            ca_bundle=environ.get(names.ENV_SERVICENOW_CA_BUNDLE) or None,
+            revoke_sessions=revoke == "true",
+            jwks_url=environ.get(names.ENV_SERVICENOW_JWKS_URL) or None,
+        )
+
+    def to_environ(self) -> dict[str, str]:
+        """The keeper's ServiceNow variables; unset options are left out (their defaults)."""
+        environ = {
+            names.ENV_SERVICENOW_INSTANCE: self.instance_url,
+            names.ENV_SERVICENOW_SECRET: self.secret_id,
+            names.ENV_SERVICENOW_CLIENT_ID: self.client_id,
+        }
+        optional = {
+            names.ENV_SERVICENOW_CANARY_SUBJECT: self.canary_subject,
+            names.ENV_SERVICENOW_CA_BUNDLE: self.ca_bundle,
+            names.ENV_SERVICENOW_REVOKE_SESSIONS: None if self.revoke_sessions else "false",
+            names.ENV_SERVICENOW_JWKS_URL: self.jwks_url,
+        }
+        return environ | {name: value for name, value in optional.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -128,25 +184,7 @@ class KeeperSettings:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> KeeperSettings:
-        instance = environ.get(names.ENV_SERVICENOW_INSTANCE) or None
-        servicenow = None
-        if instance is not None:
-            if not instance.startswith("https://"):
-                raise ConfigurationError(f"{names.ENV_SERVICENOW_INSTANCE} must be an https URL")
-            revoke = environ.get(names.ENV_SERVICENOW_REVOKE_SESSIONS, "true").lower()
-            if revoke not in {"true", "false"}:
-                raise ConfigurationError(
-                    f"{names.ENV_SERVICENOW_REVOKE_SESSIONS} must be true or false"
-                )
-            servicenow = ServiceNowSettings(
-                instance_url=instance.rstrip("/"),
-                secret_id=_required(environ, names.ENV_SERVICENOW_SECRET),
-                client_id=_required(environ, names.ENV_SERVICENOW_CLIENT_ID),
-                canary_subject=environ.get(names.ENV_SERVICENOW_CANARY_SUBJECT) or None,
-                ca_bundle=environ.get(names.ENV_SERVICENOW_CA_BUNDLE) or None,
-                revoke_sessions=revoke == "true",
-                jwks_url=environ.get(names.ENV_SERVICENOW_JWKS_URL) or None,
-            )
+        servicenow = ServiceNowSettings.from_environ(environ)
         settings = cls(
             keyset=check_keyset_name(_required(environ, names.ENV_KEYSET)),
             issuer=_required(environ, names.ENV_ISSUER),
@@ -167,3 +205,28 @@ class KeeperSettings:
                 client_id_setting=names.ENV_SERVICENOW_CLIENT_ID,
             )
         return settings
+
+    def to_environ(self) -> dict[str, str]:
+        """The keeper function's environment: `from_environ` reads back these settings."""
+        environ = {
+            **_keyset_environ(self.keyset, self.issuer, self.rotation),
+            names.ENV_BUCKET: self.bucket,
+            names.ENV_SIGNER_ROLE_ARN: self.signer_role_arn,
+            names.ENV_KEEPER_ROLE_ARN: self.keeper_role_arn,
+        }
+        if self.public_base_url is not None:
+            environ[names.ENV_PUBLIC_BASE_URL] = self.public_base_url
+        if self.distribution_id is not None:
+            environ[names.ENV_DISTRIBUTION_ID] = self.distribution_id
+        if self.servicenow is not None:
+            environ |= self.servicenow.to_environ()
+        return environ
+
+
+def _keyset_environ(keyset: str, issuer: str, rotation: RotationPolicy) -> dict[str, str]:
+    # What every function of a keyset reads: its name, its issuer and its lifecycle policy.
+    return {
+        names.ENV_KEYSET: keyset,
+        names.ENV_ISSUER: issuer,
+        names.ENV_POLICY: json.dumps(rotation.to_mapping(), sort_keys=True),
+    }

@@ -18,7 +18,8 @@ from jwtkeys.clock import Clock
 from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.keeper.service import KeeperClients, KeeperService, TrustFactory, no_trust
 from jwtkeys.observability import MetricsRecorder
-from jwtkeys.settings import KeeperSettings
+from jwtkeys.settings import KeeperSettings, ServiceNowSettings, SignerSettings
+from jwtkeys.signer.policy import Allowlist, CallerRule, SigningPolicy
 from jwtkeys.signer.service import SignService
 from jwtkeys_tools.local.aws_endpoint import LocalAws
 
@@ -94,37 +95,49 @@ class LocalStack:
         }
         self.s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
 
+    def signer_settings(self) -> SignerSettings:
+        """The signing function's settings, as the CDK stack builds them."""
+        config = self.config
+        return SignerSettings(
+            keyset=config.keyset,
+            rotation=config.policy,
+            policy=SigningPolicy(
+                issuer=config.issuer,
+                allowed_subjects=Allowlist(tuple(config.allowed_subjects)),
+                allowed_audiences=Allowlist(tuple(config.allowed_audiences)),
+                default_ttl=config.default_ttl,
+                max_token_ttl=config.policy.max_token_ttl,
+                caller_rules={
+                    arn: CallerRule(
+                        Allowlist(tuple(rule["subjects"])), Allowlist(tuple(rule["audiences"]))
+                    )
+                    for arn, rule in config.caller_rules.items()
+                },
+            ),
+        )
+
+    def keeper_settings(self) -> KeeperSettings:
+        """The keeper function's settings, as the CDK stack builds them."""
+        config = self.config
+        return KeeperSettings(
+            keyset=config.keyset,
+            issuer=config.issuer,
+            rotation=config.policy,
+            bucket=config.bucket,
+            public_base_url=self.public_base_url,
+            distribution_id=None,
+            signer_role_arn=config.signer_role_arn,
+            keeper_role_arn=config.keeper_role_arn,
+            servicenow=ServiceNowSettings.from_environ(config.servicenow_env),
+        )
+
     def signer_env(self) -> dict[str, str]:
         """The signing function's environment, as the CDK stack sets it."""
-        config = self.config
-        return {
-            names.ENV_KEYSET: config.keyset,
-            names.ENV_ISSUER: config.issuer,
-            names.ENV_POLICY: json.dumps(config.policy.to_mapping()),
-            names.ENV_ALLOWED_SUBJECTS: json.dumps(list(config.allowed_subjects)),
-            names.ENV_ALLOWED_AUDIENCES: json.dumps(list(config.allowed_audiences)),
-            names.ENV_DEFAULT_TTL: str(config.default_ttl),
-            names.ENV_CALLER_RULES: json.dumps(
-                {
-                    arn: {k: list(v) for k, v in rule.items()}
-                    for arn, rule in config.caller_rules.items()
-                }
-            ),
-        }
+        return self.signer_settings().to_environ()
 
     def keeper_env(self) -> dict[str, str]:
         """The keeper function's environment, as the CDK stack sets it."""
-        config = self.config
-        return {
-            names.ENV_KEYSET: config.keyset,
-            names.ENV_ISSUER: config.issuer,
-            names.ENV_POLICY: json.dumps(config.policy.to_mapping()),
-            names.ENV_BUCKET: config.bucket,
-            names.ENV_PUBLIC_BASE_URL: self.public_base_url,
-            names.ENV_SIGNER_ROLE_ARN: config.signer_role_arn,
-            names.ENV_KEEPER_ROLE_ARN: config.keeper_role_arn,
-            **config.servicenow_env,
-        }
+        return self.keeper_settings().to_environ()
 
     def sign_service(
         self,
