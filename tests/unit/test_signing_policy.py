@@ -153,3 +153,29 @@ def test_a_bad_configuration_names_the_setting() -> None:
             default_ttl=7200,
             max_token_ttl=3600,
         )
+
+
+def test_token_claims_reserved_claims_win_over_extra_ones() -> None:
+    # The builder the signer and the keeper's canary share
+    from jwtkeys.signer.policy import claims_payload, token_claims
+
+    claims = token_claims(
+        issuer="client-1",
+        subject="canary@example.com",
+        audience="client-1",
+        now=1000.9,
+        ttl=60,
+        jti="j",
+        extra={"iss": "forged", "scope": "x"},
+    )
+    assert claims == {
+        "scope": "x",
+        "iss": "client-1",
+        "sub": "canary@example.com",
+        "aud": "client-1",
+        "iat": 1000,
+        "nbf": 1000,
+        "exp": 1060,
+        "jti": "j",
+    }
+    assert claims_payload({"sub": "é"}) == '{"sub":"é"}'.encode()

@@ -68,24 +68,7 @@ class KmsAlgorithm(Algorithm):
         return key
 
     def sign(self, msg: bytes, key: KmsKeyRef) -> bytes:
-        # DIGEST, not RAW: the JWS signing input can exceed KMS's 4096-byte RAW limit.
-        try:
-            response = self._kms.sign(
-                KeyId=key.key_arn,
-                Message=self.algorithm.digest(msg),
-                MessageType="DIGEST",
-                SigningAlgorithm=self.algorithm.kms_algorithm,  # type: ignore[arg-type]
-            )
-        except ClientError as error:
-            raise _signing_error(error, key) from error
-        except BotoCoreError as error:
-            raise SigningUnavailable(f"KMS unreachable while signing: {error}") from error
-        if response.get("KeyId") != key.key_arn:
-            # The kid in the header must name the key that signed; never guess.
-            raise SigningUnavailable(
-                f"KMS signed with {response.get('KeyId')!r}, not the resolved {key.key_arn!r}"
-            )
-        signature = response["Signature"]
+        signature = sign_digest(self._kms, key.key_arn, self.algorithm, msg)
         if self.algorithm.family is KeyFamily.EC:
             return der_to_raw_ecdsa(signature, self.algorithm.ec_coordinate_size)
         return signature
@@ -102,13 +85,39 @@ class KmsAlgorithm(Algorithm):
         raise NotImplementedError("a KMS key cannot be loaded from a JWK")
 
 
-def _signing_error(error: ClientError, key: KmsKeyRef) -> SigningUnavailable:
+def sign_digest(kms: KMSClient, key_arn: str, algorithm: SigningAlgorithm, message: bytes) -> bytes:
+    """One KMS Sign call over `message`'s digest; KMS's signature (DER for ECDSA).
+
+    Tokens and ServiceNow certificates are both signed through here.
+    """
+    # DIGEST, not RAW: a JWS signing input or a certificate can exceed KMS's 4096-byte
+    # RAW limit.
+    try:
+        response = kms.sign(
+            KeyId=key_arn,
+            Message=algorithm.digest(message),
+            MessageType="DIGEST",
+            SigningAlgorithm=algorithm.kms_algorithm,  # type: ignore[arg-type]
+        )
+    except ClientError as error:
+        raise _signing_error(error, key_arn) from error
+    except BotoCoreError as error:
+        raise SigningUnavailable(f"KMS unreachable while signing: {error}") from error
+    if response.get("KeyId") != key_arn:
+        # The kid in a header, the key a certificate names: never another key's signature.
+        raise SigningUnavailable(
+            f"KMS signed with {response.get('KeyId')!r}, not the resolved {key_arn!r}"
+        )
+    return response["Signature"]
+
+
+def _signing_error(error: ClientError, key_arn: str) -> SigningUnavailable:
     code = aws_error_code(error)
     if code in KEY_UNUSABLE_CODES:
-        return KeyUnusable(f"KMS key {key.key_arn} cannot sign ({code})")
+        return KeyUnusable(f"KMS key {key_arn} cannot sign ({code})")
     if code in THROTTLING_CODES:
-        return KmsThrottled(f"KMS throttled signing with {key.key_arn} ({code})")
-    return SigningUnavailable(f"KMS refused to sign with {key.key_arn} ({code})")
+        return KmsThrottled(f"KMS throttled signing with {key_arn} ({code})")
+    return SigningUnavailable(f"KMS refused to sign with {key_arn} ({code})")
 
 
 class KmsJwsSigner:

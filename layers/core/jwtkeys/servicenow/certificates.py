@@ -16,18 +16,18 @@ import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, Self
 
-from botocore.exceptions import BotoCoreError, ClientError
 from cryptography import utils, x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import NoDigestInfo, Prehashed
 from cryptography.x509.oid import NameOID
 
-from jwtkeys.errors import JwtKeysError, SigningUnavailable
+from jwtkeys.errors import JwtKeysError
 from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.keys.algorithms import KeyFamily, SigningAlgorithm, algorithm_named
 from jwtkeys.keys.jwk import PublicKey
 from jwtkeys.keys.key_state import ManagedKey
+from jwtkeys.keys.kms_signer import sign_digest
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
@@ -113,21 +113,8 @@ class _KmsSigning:
                 f"{self._algorithm.jws_name} keys sign with {self._algorithm.hash_name},"
                 f" not {name or hash_algorithm!r}"
             )
-        try:
-            response = self._kms.sign(
-                KeyId=self._key_arn,
-                Message=self._algorithm.digest(data),
-                MessageType="DIGEST",
-                SigningAlgorithm=self._algorithm.kms_algorithm,  # type: ignore[arg-type]
-            )
-        except (ClientError, BotoCoreError) as error:
-            raise SigningUnavailable(
-                f"KMS could not sign the certificate of {self._key_arn}: {error}"
-            ) from error
-        if response.get("KeyId") != self._key_arn:
-            raise CertificateError(f"KMS signed with {response.get('KeyId')!r}, not the key")
         # KMS returns ECDSA signatures DER-encoded, which is what X.509 wants.
-        return response["Signature"]
+        return sign_digest(self._kms, self._key_arn, self._algorithm, data)
 
     @staticmethod
     def _no_private_material() -> NoReturn:

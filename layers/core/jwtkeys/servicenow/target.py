@@ -15,8 +15,6 @@
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -52,6 +50,8 @@ from jwtkeys.servicenow.sync import (
 )
 from jwtkeys.servicenow.table_client import CONNECT_TIMEOUT, READ_TIMEOUT, TableClient, TokenRefused
 from jwtkeys.settings import KeeperSettings, ServiceNowSettings
+from jwtkeys.signer.policy import claims_payload, token_claims
+from jwtkeys.signer.token_issuer import new_jti
 from jwtkeys.trust.target import TrustReport
 
 if TYPE_CHECKING:
@@ -246,16 +246,15 @@ class ServiceNowTrustTarget:
                 f" to the secret {self.settings.secret_id}"
             )
         client_id = self.settings.client_id
-        claims = {
-            "iss": client_id,
-            "aud": client_id,
-            "sub": subject,
-            "iat": int(now),
-            "nbf": int(now),
-            "exp": int(now) + CANARY_TTL,
-            "jti": uuid.uuid4().hex,
-        }
-        payload = json.dumps(claims, separators=(",", ":")).encode("utf-8")
+        claims = token_claims(
+            issuer=client_id,
+            subject=subject,
+            audience=client_id,
+            now=now,
+            ttl=CANARY_TTL,
+            jti=new_jti(),
+        )
+        payload = claims_payload(claims)
         # Signed with the standby key's ARN directly: the public signer only ever uses
         # the current key, and this token must prove the key that is not yet current.
         assertion = self._signer.sign(payload, KmsKeyRef(key.arn, key.kid, key_algorithm(key)))

@@ -221,19 +221,49 @@ def caller_rule(policy: SigningPolicy, caller: str) -> CallerRule:
 def build_claims(
     policy: SigningPolicy, request: SignRequest, *, now: float, ttl: int, jti: str
 ) -> dict[str, Any]:
-    """The token's claims: the caller's first, then the reserved ones, which always win."""
+    """The claims of a token the policy allowed for `request`."""
+    return token_claims(
+        issuer=policy.issuer,
+        subject=request.subject,
+        audience=request.audience,
+        now=now,
+        ttl=ttl,
+        jti=jti,
+        extra=request.claims,
+    )
+
+
+def token_claims(
+    *,
+    issuer: str,
+    subject: str,
+    audience: str,
+    now: float,
+    ttl: int,
+    jti: str,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A token's claims: the extra ones first, then the reserved ones, which always win.
+
+    Every token jwtkeys signs is built here: the signer's and the keeper's canaries.
+    """
     issued_at = int(now)
-    claims = dict(request.claims)
+    claims = dict(extra or {})
     claims.update(
-        iss=policy.issuer,
-        sub=request.subject,
-        aud=request.audience,
+        iss=issuer,
+        sub=subject,
+        aud=audience,
         iat=issued_at,
         nbf=issued_at,
         exp=issued_at + ttl,
         jti=jti,
     )
     return claims
+
+
+def claims_payload(claims: Mapping[str, Any]) -> bytes:
+    """The JWS payload: compact UTF-8 JSON of the claims."""
+    return json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def parse_allowlist(values: object, setting: str) -> Allowlist:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 from dataclasses import dataclass
@@ -15,7 +14,13 @@ from jwtkeys.errors import SigningUnavailable, aws_error_code
 from jwtkeys.keys.algorithms import SigningAlgorithm
 from jwtkeys.keys.kms_signer import KeyUnusable, KmsJwsSigner, KmsKeyRef
 from jwtkeys.names import TAG_KEYSET, TAG_KID, TAG_STATE, current_alias
-from jwtkeys.signer.policy import SigningPolicy, SignRequest, build_claims, judge
+from jwtkeys.signer.policy import (
+    SigningPolicy,
+    SignRequest,
+    build_claims,
+    claims_payload,
+    judge,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
@@ -135,7 +140,7 @@ class TokenIssuer:
         ttl = judge(self._policy, request, caller)
         key = self._resolver.resolve()
         claims = build_claims(self._policy, request, now=self._clock.now(), ttl=ttl, jti=new_jti())
-        payload = json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        payload = claims_payload(claims)
         try:
             token = self._signer.sign(payload, key)
         except KeyUnusable:
