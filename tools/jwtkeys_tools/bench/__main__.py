@@ -28,6 +28,7 @@ from jwtkeys.metrics_catalog import KEEPER_SERVICE, SIGNER_SERVICE
 from jwtkeys.names import current_alias
 from jwtkeys.observability import MetricsRecorder
 from jwtkeys.signer.service import SignService
+from jwtkeys.verify.jwks_verifier import JwksVerifier, VerifierCounters
 from jwtkeys.verify.token import verify_token
 from jwtkeys_tools.local.aws_endpoint import LocalAws
 from jwtkeys_tools.local.stack import LocalKeysetConfig, LocalStack
@@ -166,9 +167,7 @@ def bench_cold_start(aws: LocalAws, stack: LocalStack) -> dict[str, float]:
 
 def bench_verification(stack: LocalStack) -> dict[str, float]:
     """verify_token against raw PyJWT decode with a ready key object, same tokens."""
-    service = stack.sign_service(
-        metrics=MetricsRecorder(SIGNER_SERVICE, stack.config.keyset, write=_quiet)
-    )
+    service = _sign_service(stack)
     now = stack.clock.now()
     tokens = [
         service.handle({"subject": "svc", "audience": "bench-client"})["token"] for _ in range(50)
@@ -193,11 +192,56 @@ def bench_verification(stack: LocalStack) -> dict[str, float]:
                 issuer="bench-client",
             )
 
+    # The SDK as a service runs it: fetched once, then every verification on a warm cache.
+    verifier = JwksVerifier(stack.jwks_url, "bench-client", "bench-client", clock=stack.clock)
+
+    def sdk() -> None:
+        for token in tokens:
+            verifier.verify(token)
+
     ours_rate, pyjwt_rate = _interleaved_rates(ours, pyjwt, len(tokens))
+    sdk_rate, sdk_pyjwt_rate = _interleaved_rates(sdk, pyjwt, len(tokens))
     return {
         "verify_per_s": ours_rate,
         "pyjwt_verify_per_s": pyjwt_rate,
         "verify_ratio": ours_rate / pyjwt_rate,
+        "verifier_warm_per_s": sdk_rate,
+        "verifier_warm_ratio": sdk_rate / sdk_pyjwt_rate,
+    }
+
+
+def bench_verifier_rotation(aws: LocalAws) -> dict[str, float]:
+    """10,000 verifications by one running JwksVerifier across two forced rotations.
+
+    The first promotes the standby the verifier already holds; the second promotes a key
+    created after its copy. Fetches are counted at the verifier's hooks, by reason.
+    """
+    clock = SimulatedClock(time.time())
+    stack = _stack(aws, clock, "bench-verifier")
+    keeper = stack.keeper_service(
+        metrics=MetricsRecorder(KEEPER_SERVICE, "bench-verifier", write=_quiet)
+    )
+    keeper.handle({"action": "tick"})
+    counters = VerifierCounters()
+    verifier = JwksVerifier(
+        stack.jwks_url, "bench-client", "bench-client", clock=clock, metrics=counters
+    )
+    total, kid_changes = 10_000, 0
+    request = {"subject": "svc", "audience": "bench-client"}
+    token = _sign_service(stack).handle(request)["token"]
+    for index in range(total):
+        if index in (total // 3, 2 * total // 3):
+            summary = keeper.handle({"action": "rotate", "force": True})
+            kid_changes += len(summary["promoted"])
+            # A fresh signer (a new container): a warm one keeps its key for its cache TTL.
+            token = _sign_service(stack).handle(request)["token"]
+        verifier.verify(token)
+        clock.advance(0.01)  # 100 s in all: inside one max-age, so no expiry refetch
+    refetches = sum(counters.refetches.values()) - counters.refetches.get("initial", 0)
+    return {
+        "verifier_refetches_per_10000": float(refetches),
+        "verifier_unknown_kid_refetches_per_kid_change": counters.refetches.get("unknown_kid", 0)
+        / kid_changes,
     }
 
 
@@ -264,6 +308,7 @@ def main() -> int:
         results.update(bench_cold_start(aws, stack))
         results.update(bench_verification(stack))
         results.update(bench_keeper(aws))
+        results.update(bench_verifier_rotation(aws))
         results.update(bench_client(aws, stack))
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -25,7 +28,7 @@ def load_jwks(source: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> dict[
         raise JwksUnavailable(f"not a JWKS location: {error}") from None
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
-        raw = _fetch(source, _display_url(source), timeout)
+        raw = _fetch(source, display_url(source), timeout).body
     elif scheme == "file":
         raw = _read_file(url2pathname(parts.path))
     elif not scheme or Path(source).exists():
@@ -33,7 +36,84 @@ def load_jwks(source: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> dict[
         raw = _read_file(source)
     else:
         raise JwksUnavailable(f"unsupported JWKS location scheme {scheme!r}; use a file or http(s)")
-    return parse_jwks(raw, _display_url(source) if scheme in ("http", "https") else source)
+    return parse_jwks(raw, display_url(source) if scheme in ("http", "https") else source)
+
+
+@dataclass(frozen=True)
+class FetchedJwks:
+    """A JWKS fetched over HTTP, with how long its server lets a cache keep it."""
+
+    document: dict[str, Any]
+    # Seconds of freshness left (max-age minus Age); 0 for no-store/no-cache; None when the
+    # answer says nothing usable about caching.
+    max_age: int | None
+
+
+def fetch_jwks(url: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> FetchedJwks:
+    """The JWKS at `url` and its freshness; https only, plain http only to a loopback host."""
+    display = display_url(url)
+    check_transport(url)
+    fetched = _fetch(url, display, timeout)
+    # A redirect may lead elsewhere: the rule holds for where the document really came from.
+    check_transport(fetched.url)
+    return FetchedJwks(parse_jwks(fetched.body, display), freshness_seconds(fetched.headers))
+
+
+def check_transport(url: str) -> None:
+    """Refuse (JwksUnavailable) any JWKS URL but https, or http to the loopback interface.
+
+    Keys fetched in the clear could be swapped on the way; only a test or a sidecar on the
+    same host is exempt.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError as error:
+        raise JwksUnavailable(f"not a JWKS URL: {error}") from None
+    scheme = parts.scheme.lower()
+    if scheme == "https" and host:
+        return
+    if scheme == "http" and _is_loopback(host):
+        return
+    raise JwksUnavailable(
+        f"JWKS URL {display_url(url)} must be https (plain http only to a loopback host)"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def freshness_seconds(headers: Mapping[str, str]) -> int | None:
+    """Seconds a private cache may keep a response, from Cache-Control and Age (RFC 9111)."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    max_age: int | None = None
+    for directive in lowered.get("cache-control", "").split(","):
+        name, _, value = directive.strip().partition("=")
+        name = name.strip().lower()
+        if name in ("no-store", "no-cache"):
+            return 0
+        if name == "max-age":
+            seconds = _delta_seconds(value)
+            if seconds is None:
+                # RFC 9111 4.2.1: an invalid max-age makes the response stale.
+                return 0
+            max_age = seconds if max_age is None else min(max_age, seconds)
+    if max_age is None:
+        return None
+    # A CDN says how long it has held its copy already; that time is spent.
+    age = _delta_seconds(lowered.get("age", "0")) or 0
+    return max(0, max_age - age)
+
+
+def _delta_seconds(value: str) -> int | None:
+    text = value.strip().strip('"')
+    return int(text) if text.isdigit() else None
 
 
 def parse_jwks(raw: bytes, source: str = "JWKS") -> dict[str, Any]:
@@ -86,13 +166,21 @@ def _read_file(path: str) -> bytes:
     return raw
 
 
-def _display_url(url: str) -> str:
+def display_url(url: str) -> str:
+    """`url` fit for a log line: no userinfo, no query."""
     # Messages are logged: drop credentials in the userinfo and the query (a presigned URL).
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
-def _fetch(url: str, display: str, timeout: float) -> bytes:
+@dataclass(frozen=True)
+class _Response:
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def _fetch(url: str, display: str, timeout: float) -> _Response:
     # Imported here so that verification alone never pays for importing requests.
     import requests
     import urllib3
@@ -119,7 +207,7 @@ def _fetch(url: str, display: str, timeout: float) -> bytes:
                     )
                 if time.monotonic() > deadline:
                     raise JwksUnavailable(f"JWKS at {display} took longer than {timeout}s")
-            return bytes(body)
+            return _Response(response.url, response.headers, bytes(body))
     except (requests.Timeout, urllib3.exceptions.TimeoutError):
         raise JwksUnavailable(f"JWKS at {display} timed out after {timeout}s") from None
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
