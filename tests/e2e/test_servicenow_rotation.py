@@ -23,22 +23,19 @@ from jwtkeys.observability import MetricsRecorder
 from jwtkeys_tools.local.aws_endpoint import LocalAws
 from jwtkeys_tools.local.invariants import IssuedRecord, check_invariants
 from jwtkeys_tools.local.stack import LocalStack
-
-from ..integration.test_servicenow_sync_support import (
+from tests.servicenow_sync_fixtures import (
     CANARY_EMAIL,
     SERVICE_EMAIL,
     Instance,
     exchange,
-    instance,
     make_stack,
     put_secret,
     secret_value,
     servicenow_env,
 )
+
 from ..servicenow_fixtures import CLIENT_ID
 from ..stack_fixtures import FAST_POLICY
-
-__all__ = ["instance"]  # a fixture used by this module
 
 STEP = 1800
 

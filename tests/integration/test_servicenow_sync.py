@@ -23,6 +23,17 @@ from jwtkeys.servicenow.table_client import Record, TableClient
 from jwtkeys_tools.local.aws_endpoint import LocalAws
 from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator
 from jwtkeys_tools.local.stack import LocalStack
+from tests.servicenow_sync_fixtures import (
+    CANARY_EMAIL,
+    Instance,
+    exchange,
+    make_key,
+    make_stack,
+    make_trust,
+    put_secret,
+    secret_value,
+    servicenow_env,
+)
 
 from ..servicenow_fixtures import (
     CLIENT_ID,
@@ -31,21 +42,6 @@ from ..servicenow_fixtures import (
     certificate_pem,
     signing_key,
 )
-from .test_servicenow_sync_support import (
-    CANARY_EMAIL,
-    Instance,
-    exchange,
-    instance,
-    make_key,
-    make_stack,
-    make_trust,
-    put_secret,
-    secret_value,
-    servicenow_env,
-    sn_stack,
-)
-
-__all__ = ["instance", "sn_stack"]  # fixtures used by this module
 
 
 @pytest.fixture

@@ -23,9 +23,7 @@ from jwtkeys.servicenow.target import ServiceNowTrustTarget
 from jwtkeys_tools.local.aws_endpoint import LocalAws
 from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator
 from jwtkeys_tools.local.stack import LocalStack
-
-from ..servicenow_fixtures import certificate_pem, signing_key
-from .test_servicenow_sync_support import (
+from tests.servicenow_sync_fixtures import (
     Instance,
     make_key,
     make_stack,
@@ -36,6 +34,8 @@ from .test_servicenow_sync_support import (
     set_up_instance,
     wait_real,
 )
+
+from ..servicenow_fixtures import certificate_pem, signing_key
 
 READ_TIMEOUT = 0.4
 SLOW_DELAY = 0.8

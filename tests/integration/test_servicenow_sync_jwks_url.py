@@ -12,14 +12,10 @@ from jwtkeys.errors import ConfigurationError
 from jwtkeys_tools.local.aws_endpoint import LocalAws
 from jwtkeys_tools.local.invariants import check_invariants, served_kids
 from jwtkeys_tools.local.stack import LocalStack
-
-from ..servicenow_fixtures import CLIENT_ID, INTEGRATION_USER
-from ..stack_fixtures import FAST_POLICY
-from .test_servicenow_sync_support import (
+from tests.servicenow_sync_fixtures import (
     SERVICE_EMAIL,
     Instance,
     exchange,
-    instance,
     make_key,
     make_stack,
     make_trust,
@@ -29,7 +25,8 @@ from .test_servicenow_sync_support import (
     trust_factory,
 )
 
-__all__ = ["instance"]  # a fixture used by this module
+from ..servicenow_fixtures import CLIENT_ID, INTEGRATION_USER
+from ..stack_fixtures import FAST_POLICY
 
 CACHE = 600  # the emulated application's JWKS cache lifespan (its default)
 

@@ -14,7 +14,16 @@ from jwtkeys.servicenow.keyset_rule import check_servicenow_keyset
 from jwtkeys.servicenow.target import ServiceNowTrustTarget
 from jwtkeys.settings import KeeperSettings, SignerSettings
 
-from .test_settings import KEEPER
+KEEPER = {
+    names.ENV_KEYSET: "prod",
+    names.ENV_ISSUER: "client-1",
+    names.ENV_BUCKET: "bucket",
+    names.ENV_SIGNER_ROLE_ARN: "arn:aws:iam::123456789012:role/signer",
+    names.ENV_KEEPER_ROLE_ARN: "arn:aws:iam::123456789012:role/keeper",
+    names.ENV_SERVICENOW_INSTANCE: "https://acme.service-now.com",
+    names.ENV_SERVICENOW_SECRET: "jwtkeys/prod/servicenow",
+    names.ENV_SERVICENOW_CLIENT_ID: "client-1",
+}
 
 
 @pytest.mark.parametrize("keyset", ["a", "servicenow-prod", "a" * 40, "a-1", "0a"])

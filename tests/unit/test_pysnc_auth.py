@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -158,14 +156,6 @@ def test_pysnc_takes_the_plugin_as_its_session_auth() -> None:
     client = pysnc.ServiceNowClient(INSTANCE, auth=auth)
     assert client.session.auth is auth
     client.session.close()
-
-
-def test_importing_the_client_does_not_import_pysnc() -> None:
-    code = (
-        "import sys, jwtkeys.client, jwtkeys.client.pysnc_auth;"
-        "sys.exit(1 if 'pysnc' in sys.modules else 0)"
-    )
-    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 # -- exchange and caching --------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Shared set-up for the ServiceNow trust tests (no tests here; other modules import it).
+"""Fixtures and helpers for the ServiceNow trust tests (a pytest plugin, see conftest.py).
 
 A keyset on the local AWS endpoint whose clock is the emulator's own simulated clock,
 so certificate validity, token times and the lifecycle all share one time line; an
@@ -28,9 +28,8 @@ from jwtkeys.trust.target import TrustTarget
 from jwtkeys_tools.local.aws_endpoint import LocalAws
 from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator
 from jwtkeys_tools.local.stack import LocalKeysetConfig, LocalStack
-
-from ..servicenow_fixtures import CLIENT_ID, CLIENT_SECRET, INTEGRATION_ROLES, INTEGRATION_USER
-from ..stack_fixtures import FAST_POLICY
+from tests.servicenow_fixtures import CLIENT_ID, CLIENT_SECRET, INTEGRATION_ROLES, INTEGRATION_USER
+from tests.stack_fixtures import FAST_POLICY
 
 CANARY_EMAIL = "canary@jwtkeys.test"
 SERVICE_EMAIL = "svc-orders@jwtkeys.test"
