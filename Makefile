@@ -9,7 +9,7 @@ NPM_STAMP := node_modules/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
-.PHONY: demo test bench synth lint format clean
+.PHONY: demo test test-fast bench synth lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ demo: $(STAMP)
 
 test: $(STAMP) $(NPM_STAMP)
 	$(BIN)/python -m pytest
+
+# The edit loop: unit tests only (no local AWS endpoint, no emulator, no CDK synth,
+# no subprocess); about 10 s here. `make test` stays the full suite.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -q -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python -m jwtkeys_tools.bench

@@ -221,7 +221,7 @@ class TrustSync:
             report.removed += self._delete_all(CERTIFICATE_TABLE, kid, records)
         return report
 
-    def _ensure(
+    def _ensure(  # noqa: C901 (being split into named steps: issue 9)
         self, key: ManagedKey, app: Record, owned: OwnedRecords, now: float, report: TrustReport
     ) -> _KeyOutcome:
         outcome = _KeyOutcome()

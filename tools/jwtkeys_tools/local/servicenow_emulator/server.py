@@ -29,7 +29,7 @@ from werkzeug.wrappers import Request, Response
 
 from jwtkeys.clock import Clock
 from jwtkeys_tools.local.servicenow_emulator.auth import Credentials, Principal, authenticate
-from jwtkeys_tools.local.servicenow_emulator.faults import FaultSwitch, RateLimitRule
+from jwtkeys_tools.local.servicenow_emulator.faults import FaultSwitch, RateLimited, RateLimitRule
 from jwtkeys_tools.local.servicenow_emulator.tables import (
     SCHEMA,
     RecordRejected,
@@ -355,35 +355,29 @@ class ServiceNowEmulator:
             return _error(401, *_NOT_AUTHENTICATED)
         limited = self._faults.count_request()
         if limited is not None:
-            return _json(
-                429,
-                error_body(
-                    "Rate limit exceeded",
-                    f"Rate limit rule {limited.rule.name!r} allows {limited.rule.limit} requests "
-                    f"per {limited.rule.window_seconds} seconds; try again later",
-                ),
-                {
-                    "Retry-After": str(limited.retry_after),
-                    "X-RateLimit-Limit": str(limited.rule.limit),
-                    "X-RateLimit-Reset": str(limited.reset_at),
-                    "X-RateLimit-Rule": limited.rule.sys_id,
-                },
-            )
+            return _rate_limited(limited)
         if table_name not in SCHEMA:
             return _error(400, f"Invalid table {table_name}", None)
         call = _TableCall(self._store, self.url, request, principal, version, table_name)
-        if sys_id is None:
-            if request.method == "GET":
-                return call.list()
-            if request.method == "POST":
-                return call.insert()
-        elif request.method == "GET":
-            return call.get(sys_id)
-        elif request.method in ("PATCH", "PUT"):
-            return call.update(sys_id)
-        elif request.method == "DELETE":
-            return call.delete(sys_id)
-        return _error(405, "Method not Supported", f"{request.method} is not supported here")
+        return call.dispatch(sys_id)
+
+
+def _rate_limited(limited: RateLimited) -> Response:
+    """A 429 as an instance's rate limit rule answers it."""
+    return _json(
+        429,
+        error_body(
+            "Rate limit exceeded",
+            f"Rate limit rule {limited.rule.name!r} allows {limited.rule.limit} requests "
+            f"per {limited.rule.window_seconds} seconds; try again later",
+        ),
+        {
+            "Retry-After": str(limited.retry_after),
+            "X-RateLimit-Limit": str(limited.rule.limit),
+            "X-RateLimit-Reset": str(limited.reset_at),
+            "X-RateLimit-Rule": limited.rule.sys_id,
+        },
+    )
 
 
 class _TableCall:
@@ -421,6 +415,22 @@ class _TableCall:
     def _prefix(self) -> str:
         middle = f"{self.version}/" if self.version else ""
         return f"{self.base_url}/api/now/{middle}table/{self.table}"
+
+    def dispatch(self, sys_id: str | None) -> Response:
+        """The table call the method and path name (a record when sys_id is given)."""
+        method = self.request.method
+        if sys_id is None:
+            if method == "GET":
+                return self.list()
+            if method == "POST":
+                return self.insert()
+        elif method == "GET":
+            return self.get(sys_id)
+        elif method in ("PATCH", "PUT"):
+            return self.update(sys_id)
+        elif method == "DELETE":
+            return self.delete(sys_id)
+        return _error(405, "Method not Supported", f"{method} is not supported here")
 
     def list(self) -> Response:
         # A table-level read ACL filters every row out, as an instance's security
