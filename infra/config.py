@@ -15,6 +15,9 @@ Context layout (`cdk.json` -> `context.jwtkeys`)::
         "alarm_emails": ["secops@example.com"],
         "custom_domain": null | {"domain_name": "keys.example.com", "certificate_arn": "arn:..."},
         "runbook_url": "https://git.example.com/jwtkeys/blob/main/docs/runbook.md",
+        "authorizer": null | {"routes": {"GET /orders": {"audience": "orders-api",
+                                                       "claims": {"scope": "orders:read"}}},
+                              "cache_ttl": 30, "leeway": 60},
         "account": null, "region": null
     }}}
 
@@ -37,6 +40,13 @@ from jwtkeys.servicenow.keyset_rule import check_servicenow_keyset
 from jwtkeys.settings import SignerSettings
 from jwtkeys.signer.policy import Allowlist, SigningPolicy
 from jwtkeys.signer.policy import CallerRule as SignerCallerRule
+from jwtkeys.verify.authorizer import (
+    DEFAULT_CACHE_TTL_SECONDS,
+    DEFAULT_LEEWAY_SECONDS,
+    AuthorizerSettings,
+    RouteRule,
+    parse_routes,
+)
 
 from .constants import CONTEXT_KEY, DEFAULT_RUNBOOK_URL, STACK_NAME_PREFIX
 
@@ -59,6 +69,7 @@ _STACK_KEYS = frozenset(
         "alarm_emails",
         "custom_domain",
         "runbook_url",
+        "authorizer",
         "account",
         "region",
     }
@@ -97,6 +108,15 @@ class CustomDomain:
 
 
 @dataclass(frozen=True)
+class AuthorizerConfig:
+    """The optional API Gateway authorizer of a stage: its route rules and timings."""
+
+    routes: tuple[tuple[str, RouteRule], ...]
+    cache_ttl: int = DEFAULT_CACHE_TTL_SECONDS
+    leeway: int = DEFAULT_LEEWAY_SECONDS
+
+
+@dataclass(frozen=True)
 class KeysetConfig:
     """Everything one keyset stack is built from."""
 
@@ -113,6 +133,7 @@ class KeysetConfig:
     alarm_emails: tuple[str, ...] = ()
     custom_domain: CustomDomain | None = None
     runbook_url: str = DEFAULT_RUNBOOK_URL
+    authorizer: AuthorizerConfig | None = None
     account: str | None = None
     region: str | None = None
 
@@ -140,6 +161,19 @@ class KeysetConfig:
                     for arn, rule in sorted(self.function_url_callers.items())
                 },
             ),
+        )
+
+    def authorizer_settings(self, jwks_url: str) -> AuthorizerSettings | None:
+        """The authorizer function's typed settings, when the stage has one."""
+        if self.authorizer is None:
+            return None
+        return AuthorizerSettings(
+            keyset=self.keyset,
+            issuer=self.issuer,
+            jwks_url=jwks_url,
+            routes=self.authorizer.routes,
+            cache_ttl=self.authorizer.cache_ttl,
+            leeway=self.authorizer.leeway,
         )
 
 
@@ -217,6 +251,7 @@ def _load_stack(stage: str, values: object) -> KeysetConfig:
         alarm_emails=_emails(values.get("alarm_emails", []), where),
         custom_domain=_custom_domain(values.get("custom_domain"), where),
         runbook_url=_optional_string(values, "runbook_url", where) or DEFAULT_RUNBOOK_URL,
+        authorizer=_authorizer(values.get("authorizer"), policy, where),
         account=_optional_string(values, "account", where),
         region=_optional_string(values, "region", where),
     )
@@ -344,3 +379,39 @@ def _custom_domain(value: object, where: str) -> CustomDomain | None:
         # CloudFront only accepts certificates from ACM in us-east-1.
         raise ConfigurationError(f"{cd_where}.certificate_arn must be an ACM ARN in us-east-1")
     return CustomDomain(domain_name=domain, certificate_arn=certificate)
+
+
+def _authorizer(value: object, policy: RotationPolicy, where: str) -> AuthorizerConfig | None:
+    if value is None:
+        return None
+    az_where = f"{where}.authorizer"
+    if not isinstance(value, Mapping) or not {"routes"} <= set(value) <= {
+        "routes",
+        "cache_ttl",
+        "leeway",
+    }:
+        raise ConfigurationError(f"{az_where} must be {{'routes', 'cache_ttl'?, 'leeway'?}}")
+    config = AuthorizerConfig(
+        routes=parse_routes(value["routes"], f"{az_where}.routes"),
+        cache_ttl=value.get("cache_ttl", DEFAULT_CACHE_TTL_SECONDS),
+        leeway=value.get("leeway", DEFAULT_LEEWAY_SECONDS),
+    )
+    try:
+        # The same checks the function makes at cold start, with a placeholder URL.
+        AuthorizerSettings(
+            "placeholder",
+            "placeholder",
+            "https://x",
+            config.routes,
+            config.cache_ttl,
+            config.leeway,
+        )
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{az_where}: {error}") from None
+    if config.cache_ttl >= policy.max_token_ttl:
+        # Tokens with less life left than the cache TTL are refused: none would pass.
+        raise ConfigurationError(
+            f"{az_where}.cache_ttl ({config.cache_ttl}) must be below policy.max_token_ttl"
+            f" ({policy.max_token_ttl})"
+        )
+    return config

@@ -33,7 +33,7 @@ STACK_TAG: Final = "jwtkeys-keyset"
 # The core layer is built by inclusion: the jwtkeys base modules (the package's top-level
 # files) plus exactly these subpackages, the ones the functions import. An infra test
 # checks this list against the functions' import closure, so it cannot drift.
-CORE_LAYER_SUBPACKAGES: Final = ("keeper", "keys", "servicenow", "signer", "trust")
+CORE_LAYER_SUBPACKAGES: Final = ("keeper", "keys", "servicenow", "signer", "trust", "verify")
 
 # Lambda defaults, stated once for every function.
 LAMBDA_RUNTIME: Final = lambda_.Runtime.PYTHON_3_14
@@ -59,7 +59,13 @@ KEEPER_TIMEOUT_SECONDS: Final = 120
 KEEPER_RESERVED_CONCURRENCY: Final = 1
 KEEPER_ASYNC_RETRY_ATTEMPTS: Final = 2
 
+# The authorizer verifies a signature per uncached request (no AWS call once the JWKS
+# is cached): a small function; the timeout covers one JWKS fetch (5 s) and the check.
+AUTHORIZER_MEMORY_MB: Final = 256
+AUTHORIZER_TIMEOUT_SECONDS: Final = 10
+
 SIGNER_SERVICE_NAME: Final = "jwtkeys-signer"
+AUTHORIZER_SERVICE_NAME: Final = "jwtkeys-authorizer"
 KEEPER_SERVICE_NAME: Final = "jwtkeys-keeper"
 TICK_EVENT: Final = {"action": "tick"}
 
@@ -98,6 +104,10 @@ SIGNING_FAILURE_RATE_PERCENT: Final = 5.0
 KMS_THROTTLES_PER_PERIOD: Final = 10
 # Refused sign requests within one period that look like misuse rather than a typo.
 REFUSED_SIGN_REQUESTS_PER_PERIOD: Final = 50
+# Share of tokens refused by the API authorizer (over at least this many requests in a
+# period) that looks like an attack or a broken client rather than stray expiries.
+AUTHORIZER_REFUSAL_RATE_PERCENT: Final = 20.0
+AUTHORIZER_MIN_REQUESTS_FOR_RATE: Final = 20
 # Width of the TokensIssued anomaly band, in standard deviations.
 TOKENS_ISSUED_BAND_STD_DEVS: Final = 3.0
 # Async keeper invocations throttled before it is worth a look (ticks plus forwarded

@@ -9,6 +9,7 @@ from constructs import Construct
 
 from jwtkeys.names import JWKS_OBJECT_KEY
 
+from .authorizer import JwtAuthorizer
 from .config import KeysetConfig, load_stacks
 from .constants import CONTEXT_KEY, STACK_TAG
 from .dashboard import Dashboard
@@ -60,6 +61,7 @@ class KeysetStack(Stack):
             signer=self.signer.function,
             keeper=self.keeper.function,
         )
+        self.authorizer = self._authorizer(layers)
         TamperingRule(
             self,
             "KeyTampering",
@@ -80,6 +82,20 @@ class KeysetStack(Stack):
         )
         self._outputs()
 
+    def _authorizer(self, layers: Layers) -> JwtAuthorizer | None:
+        config = self.config
+        settings = config.authorizer_settings(f"{self.jwks.public_base_url}/{JWKS_OBJECT_KEY}")
+        if settings is None:
+            return None
+        return JwtAuthorizer(
+            self,
+            "Authorizer",
+            settings=settings,
+            layers=layers.all,
+            alarm_topic=self.monitoring.topic,
+            runbook_url=config.runbook_url,
+        )
+
     def _outputs(self) -> None:
         # Stable names: the runbook, the deploy guide and the CLI read these.
         outputs = {
@@ -96,6 +112,8 @@ class KeysetStack(Stack):
             "KeeperFailureQueueUrl": self.keeper.failure_queue.queue_url,
             "AlarmTopicArn": self.monitoring.topic.topic_arn,
         }
+        if self.authorizer is not None:
+            outputs["AuthorizerFunctionArn"] = self.authorizer.function.function_arn
         if self.keeper.secret:
             outputs["ServiceNowSecretArn"] = self.keeper.secret.secret_arn
         for name, value in outputs.items():

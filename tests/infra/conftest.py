@@ -25,6 +25,13 @@ DIRECT_CALLER = "arn:aws:iam::111122223333:role/batch-jobs"
 URL_CALLER = "arn:aws:iam::111122223333:role/payments"
 URL_CALLER_RULE = {"subjects": ["svc-payments"], "audiences": ["jwtkeys-dev-client-id"]}
 ALARM_EMAIL = "secops@example.com"
+AUTHORIZER: dict[str, Any] = {
+    "routes": {
+        "GET /orders": {"audience": "orders-api", "claims": {"scope": "orders:read"}},
+        "$default": {"audience": "jwtkeys-dev-client-id"},
+    },
+    "cache_ttl": 45,
+}
 CUSTOM_DOMAIN = {
     "domain_name": "keys.example.com",
     "certificate_arn": "arn:aws:acm:us-east-1:111122223333:certificate/0f1e2d3c-test",
@@ -47,6 +54,7 @@ def assertion_context() -> dict[str, Any]:
         "direct_invoke_principals": [DIRECT_CALLER],
         "function_url_callers": {URL_CALLER: URL_CALLER_RULE},
         "alarm_emails": [ALARM_EMAIL],
+        "authorizer": AUTHORIZER,
     }
     stacks["prod"] |= {"alarm_emails": [ALARM_EMAIL], "custom_domain": CUSTOM_DOMAIN}
     return context

@@ -14,6 +14,7 @@ from jwtkeys.names import METRIC_NAMESPACE
 # Powertools adds `service` (POWERTOOLS_SERVICE_NAME) to every metric; we add `keyset`.
 SIGNER_SERVICE = "jwtkeys-signer"
 KEEPER_SERVICE = "jwtkeys-keeper"
+AUTHORIZER_SERVICE = "jwtkeys-authorizer"
 BASE_DIMENSIONS: tuple[str, ...] = ("keyset", "service")
 
 
@@ -35,6 +36,10 @@ def _signer(name: str, unit: str = "Count", extra: tuple[str, ...] = ()) -> Metr
 
 def _keeper(name: str, unit: str = "Count") -> MetricSpec:
     return MetricSpec(name, unit, KEEPER_SERVICE)
+
+
+def _authorizer(name: str, extra: tuple[str, ...] = ()) -> MetricSpec:
+    return MetricSpec(name, "Count", AUTHORIZER_SERVICE, tuple(sorted(BASE_DIMENSIONS + extra)))
 
 
 TOKENS_ISSUED = _signer("TokensIssued")
@@ -63,6 +68,13 @@ CANARY_EXCHANGE_FAILURES = _keeper("CanaryExchangeFailures")
 SERVICENOW_RECORDS = _keeper("ServiceNowRecords")
 CERTIFICATE_EXPIRES_IN_DAYS = _keeper("CertificateExpiresInDays", "None")
 
+AUTHORIZER_ACCEPTED = _authorizer("TokensAccepted")
+# Like sign refusals: once on the base dimensions (the refusal-rate alarm), once by reason.
+AUTHORIZER_REFUSED = _authorizer("TokensRefused")
+AUTHORIZER_REFUSED_BY_REASON = _authorizer("TokensRefused", extra=("reason",))
+AUTHORIZER_JWKS_REFETCHES = _authorizer("JwksRefetches")
+AUTHORIZER_JWKS_FAILURES = _authorizer("JwksFetchFailures")
+
 ALL_METRICS: tuple[MetricSpec, ...] = (
     TOKENS_ISSUED,
     SIGN_REQUESTS_REJECTED,
@@ -86,4 +98,9 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     CANARY_EXCHANGE_FAILURES,
     SERVICENOW_RECORDS,
     CERTIFICATE_EXPIRES_IN_DAYS,
+    AUTHORIZER_ACCEPTED,
+    AUTHORIZER_REFUSED,
+    AUTHORIZER_REFUSED_BY_REASON,
+    AUTHORIZER_JWKS_REFETCHES,
+    AUTHORIZER_JWKS_FAILURES,
 )

@@ -80,6 +80,10 @@ ENV_SERVICENOW_CA_BUNDLE = "JWTKEYS_SERVICENOW_CA_BUNDLE"
 ENV_SERVICENOW_REVOKE_SESSIONS = "JWTKEYS_SERVICENOW_REVOKE_SESSIONS"
 # Set only in JWKS-URL mode: the URL the oauth_jwt app is pointed at instead of certificates.
 ENV_SERVICENOW_JWKS_URL = "JWTKEYS_SERVICENOW_JWKS_URL"
+ENV_AUTHORIZER_JWKS_URL = "JWTKEYS_AUTHORIZER_JWKS_URL"
+ENV_AUTHORIZER_ROUTES = "JWTKEYS_AUTHORIZER_ROUTES"  # JSON {pattern: {audience, claims?}}
+ENV_AUTHORIZER_CACHE_TTL = "JWTKEYS_AUTHORIZER_CACHE_TTL"
+ENV_AUTHORIZER_LEEWAY = "JWTKEYS_AUTHORIZER_LEEWAY"
 
 # KMS CloudTrail events. The keeper makes the first kind on its keys (and Sign for
 # canaries and certificates); it never makes the second, so those are foreign whoever
