@@ -20,8 +20,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+import jwt
 import requests
 from aws_lambda_powertools import Logger
+from cryptography.hazmat.primitives.asymmetric import rsa
 from jwcrypto import jwk as jose_jwk
 from jwcrypto import jwt as jose_jwt
 
@@ -32,9 +34,10 @@ from jwtkeys.clock import SimulatedClock
 from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.keeper.service import KeeperService
 from jwtkeys.keys.algorithms import ALGORITHMS
-from jwtkeys.metrics_catalog import KEEPER_SERVICE, SIGNER_SERVICE
+from jwtkeys.metrics_catalog import AUTHORIZER_SERVICE, KEEPER_SERVICE, SIGNER_SERVICE
 from jwtkeys.observability import MetricsRecorder
 from jwtkeys.signer.service import SignService
+from jwtkeys.verify.authorizer import Authorizer, AuthorizerSettings, parse_routes
 from jwtkeys.verify.token import verify_token
 from jwtkeys_tools.local.aws_endpoint import LocalAws
 from jwtkeys_tools.local.invariants import check_artifacts
@@ -421,6 +424,47 @@ def sign_client_sdk(demo: Demo, state: DemoState) -> str:
     return "one token for two requests"
 
 
+def authorize_api_requests(demo: Demo, state: DemoState) -> str:
+    """The API Gateway authorizer in front of an API, as its function would run it."""
+    settings = AuthorizerSettings(
+        keyset=state.stack.config.keyset,
+        issuer=CLIENT_ID,
+        jwks_url=state.stack.jwks_url,
+        routes=parse_routes({"GET /orders": {"audience": CLIENT_ID}}, "routes"),
+    )
+    authorizer = Authorizer.create(
+        settings.to_environ(),
+        demo.clock,
+        metrics=demo.metrics(AUTHORIZER_SERVICE),
+        logger=demo.logger(AUTHORIZER_SERVICE),
+    )
+    record = demo.sign(state.stack, _direct(state.signer))
+    # The same claims signed by a key the JWKS does not hold, under the real kid.
+    claims = jwt.decode(record.token, options={"verify_signature": False})
+    outsider = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = jwt.encode(claims, outsider, algorithm="RS256", headers={"kid": record.kid})
+    method_arn = "arn:aws:execute-api:us-east-1:123456789012:orders/prod/GET/orders"
+
+    def http(token: str) -> dict[str, Any]:
+        headers = {"authorization": f"Bearer {token}"}
+        event = {"version": "2.0", "type": "REQUEST", "routeKey": "GET /orders", "headers": headers}
+        return authorizer.handle(event)
+
+    def rest(token: str) -> dict[str, Any]:
+        event = {"type": "TOKEN", "authorizationToken": f"Bearer {token}", "methodArn": method_arn}
+        return authorizer.handle(event)
+
+    check(http(record.token)["isAuthorized"] is True, "HTTP API: the signed token was refused")
+    allowed = rest(record.token)["policyDocument"]["Statement"][0]
+    check(allowed["Effect"] == "Allow", "REST API: the signed token was refused")
+    refused_http, refused_rest = http(forged), rest(forged)
+    check(refused_http == {"isAuthorized": False}, "HTTP API: the forged token was accepted")
+    denied = refused_rest["policyDocument"]["Statement"][0]
+    check(denied["Effect"] == "Deny", "REST API: the forged token was accepted")
+    check(forged not in json.dumps([refused_http, refused_rest]), "a refusal echoed the token")
+    return "HTTP API and REST: the function's token allowed; one from an outside key denied"
+
+
 def rotate(demo: Demo, state: DemoState) -> str:
     clock = demo.clock
     due_at = state.bootstrapped_at + DEMO_POLICY.rotation_period
@@ -588,6 +632,10 @@ STEPS: list[tuple[str, DemoStep]] = [
     (
         "sign through the client SDK (TokenClient caches until shortly before expiry)",
         sign_client_sdk,
+    ),
+    (
+        "API Gateway authorizer: the function's token passes, an outside key's is refused",
+        authorize_api_requests,
     ),
     ("rotation: the standby key is promoted after the rotation period", rotate),
     (
