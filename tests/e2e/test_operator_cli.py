@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from jwtkeys_tools.local.servicenow_setup import CLIENT_ID
+
 JWTKEYS = str(Path(sys.executable).with_name("jwtkeys"))
+CLIENT = CLIENT_ID  # local up's ServiceNow app: the keyset's issuer and audience
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +43,42 @@ def local_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert not state.exists()
+    # What it printed: the commands to try, and where the functions' output went instead.
+    assert "jwtkeys sign --local" in output
+    assert "jwtkeys verify --jwks" in output
+    assert f"The functions' logs and EMF metrics: {workdir / 'functions.log'}" in output
+    assert '"_aws"' not in output
+    assert '"_aws"' in (workdir / "functions.log").read_text()
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([JWTKEYS, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_sign_local_finds_the_local_stack_like_status(local_up: dict[str, str]) -> None:
+    # Given no signer settings in the environment: only the local state
+    assert "JWTKEYS_KEYSET" not in local_up
+    signed = _run(local_up, "sign", "--local", "--subject", "svc-orders", "--audience", CLIENT)
+    assert signed.returncode == 0, signed.stderr
+    assert signed.stderr == ""
+    token = json.loads(signed.stdout)["token"]
+    # Then the token verifies against the local JWKS, by the CLI's own verify
+    jwks_url = json.loads(Path(local_up["JWTKEYS_LOCAL_STATE"]).read_text())["keeper_env"][
+        "JWTKEYS_PUBLIC_BASE_URL"
+    ]
+    verified = _run(
+        local_up,
+        "verify",
+        "--jwks",
+        f"{jwks_url}/.well-known/jwks.json",
+        "--issuer",
+        CLIENT,
+        "--audience",
+        CLIENT,
+        token,
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["sub"] == "svc-orders"
 
 
 def test_status_lists_the_current_and_standby_keys(local_up: dict[str, str]) -> None:

@@ -12,10 +12,14 @@ from jwtkeys.errors import ConfigurationError, JwtKeysError
 # Each module defines `register(subparsers)`, which adds its parser and sets `run`,
 # a function (argparse.Namespace) -> exit code.
 COMMAND_MODULES: tuple[str, ...] = ("verify", "sign", "demo", "status", "actions", "local")
+DESCRIPTION = (
+    "jwtkeys signs JWTs with AWS KMS keys it rotates, publishes their JWKS and keeps"
+    " ServiceNow's trust in step."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jwtkeys", description=__doc__)
+    parser = argparse.ArgumentParser(prog="jwtkeys", description=DESCRIPTION)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"jwtkeys_tools.cli.{name}")

@@ -1,8 +1,9 @@
 """`jwtkeys local up`: the local AWS endpoint and ServiceNow emulator, a keyset on them.
 
-It bootstraps the keyset, writes the state other commands read ($JWTKEYS_LOCAL_STATE),
-prints the environment to point them at it, and ticks the keeper on its schedule until
-interrupted.
+It bootstraps the keyset, writes the state every `--local` command reads
+($JWTKEYS_LOCAL_STATE), prints the commands to try, and ticks the keeper on its schedule
+until interrupted. The keeper's JSON logs and EMF metric blobs go to functions.log beside
+the state (named in the output), or to the terminal with `--show-metrics`.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
-from typing import Any
+from typing import IO, Any, cast
 
 from jwtkeys.clock import SystemClock
+from jwtkeys_tools.cli.local_output import FunctionOutput
 from jwtkeys_tools.cli.target import LOCAL_STATE_ENV, local_state_path
 
 
@@ -23,12 +26,20 @@ def register(subparsers: Any) -> None:
     up = actions.add_parser("up", help="start the local stack and keep it running")
     up.add_argument("--keyset", default="local")
     up.add_argument("--ticks", type=int, default=0, help="stop after this many ticks (0: never)")
+    up.add_argument(
+        "--show-metrics",
+        action="store_true",
+        help="print the keeper's logs and EMF metric blobs here instead of to functions.log",
+    )
     up.set_defaults(run=run_up)
 
 
 def run_up(args: argparse.Namespace) -> int:
     # Imported here: moto and the emulator are development-only.
+    from aws_lambda_powertools import Logger
+
     from jwtkeys.keeper.service import KeeperService
+    from jwtkeys.metrics_catalog import KEEPER_SERVICE
     from jwtkeys.servicenow import trust_target
     from jwtkeys_tools.local.aws_endpoint import LocalAws
     from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator
@@ -51,10 +62,16 @@ def run_up(args: argparse.Namespace) -> int:
             clock,
         )
         stack.create_bucket()
-        keeper: KeeperService = stack.keeper_service(trust_factory=trust_target)
-        summary = keeper.handle({"action": "tick"})
         state_path = local_state_path().resolve()
         state_path.parent.mkdir(parents=True, exist_ok=True)
+        output = FunctionOutput(args.show_metrics, terminal=sys.stdout)
+        keeper: KeeperService = stack.keeper_service(
+            trust_factory=trust_target,
+            metrics=output.metrics(KEEPER_SERVICE, args.keyset),
+            # A logger name of its own (Powertools keeps the first handler per name).
+            logger=Logger(service="jwtkeys-local-up-keeper", stream=cast("IO[str]", output)),
+        )
+        summary = keeper.handle({"action": "tick"})
         state = {
             "aws_env": aws.env(),
             "keeper_env": stack.keeper_env(),
@@ -64,11 +81,20 @@ def run_up(args: argparse.Namespace) -> int:
         print(f"keyset {args.keyset!r} bootstrapped: current {summary['current_kid']}")
         print(f"JWKS: {stack.jwks_url}")
         print(f"ServiceNow emulator: {servicenow.url} (CA bundle {servicenow.ca_bundle})")
-        print("Point the other commands at it:")
+        if not args.show_metrics:
+            print(f"The functions' logs and EMF metrics: {output.path.resolve()}")
+        print("In another shell, point the --local commands at it:")
         print(f"  export {LOCAL_STATE_ENV}={state_path}")
-        for name, value in aws.env().items():
-            print(f"  export {name}={value}")
-        print("Then: jwtkeys status --local | rotate --local | revoke --local KID | jwks --local")
+        print("Then:")
+        print(
+            f"  TOKEN=$(jwtkeys sign --local --subject svc-orders --audience {CLIENT_ID}"
+            """ | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"""
+        )
+        print(
+            f"  jwtkeys verify --jwks {stack.jwks_url}"
+            f' --issuer {CLIENT_ID} --audience {CLIENT_ID} "$TOKEN"'
+        )
+        print("  jwtkeys status --local | rotate --local | revoke --local KID | jwks --local")
         ticks = 0
         try:
             while not args.ticks or ticks < args.ticks:

@@ -3,9 +3,11 @@
 The target is the deployed function, by Lambda Invoke (`--function NAME_OR_ARN`, or
 the JWTKEYS_SIGN_FUNCTION environment variable) or by its IAM-authenticated Function
 URL (`--url`); or `--local`: the signing function's own code run in this process,
-configured from the signer's environment variables (JWTKEYS_KEYSET, JWTKEYS_ISSUER,
-...) as the function reads them, for the local stack (AWS_ENDPOINT_URL). AWS
-credentials and region come from the usual boto3 sources.
+against the stack `jwtkeys local up` runs (found like `status --local` finds it), or,
+when none runs, configured from the signer's environment variables (JWTKEYS_KEYSET,
+JWTKEYS_ISSUER, ..., AWS_ENDPOINT_URL) as the function reads them. The function's EMF
+metric blobs go to functions.log beside the local state (`--show-metrics`: on stderr).
+AWS credentials and region come from the usual boto3 sources.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from jwtkeys.errors import ConfigurationError, RequestRefused, SigningUnavailable
@@ -50,11 +53,15 @@ def register(subparsers: Any) -> None:
     target.add_argument(
         "--local",
         action="store_true",
-        help="run the signing code here, configured from the signer's environment variables",
+        help="run the signing code here, against `jwtkeys local up` (or the signer's"
+        " environment variables)",
     )
     parser.add_argument(
         "--region", metavar="REGION", help="AWS region (default: boto3's, or the URL's)"
     )
+    from jwtkeys_tools.cli.local_output import add_show_metrics_argument
+
+    add_show_metrics_argument(parser)
     parser.set_defaults(run=run, parser=parser)
 
 
@@ -69,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         invoker = (
-            _local_invoker(args.region) if args.local else _invoker(function, args.url, args.region)
+            _local_invoker(args.region, args.show_metrics)
+            if args.local
+            else _invoker(function, args.url, args.region)
         )
     except (ValueError, BotoCoreError, ConfigurationError) as error:
         # A bad URL, no region, a missing signer setting: the command line (or its
@@ -103,7 +112,7 @@ def _invoker(function: str | None, url: str | None, region: str | None) -> Any:
     return LambdaInvoker(function, session.client("lambda"))
 
 
-def _local_invoker(region: str | None) -> Any:
+def _local_invoker(region: str | None, show_metrics: bool) -> Any:
     import io
 
     import boto3
@@ -112,23 +121,31 @@ def _local_invoker(region: str | None) -> Any:
     from jwtkeys import metrics_catalog, names
     from jwtkeys.client.invokers import LocalInvoker
     from jwtkeys.clock import SystemClock
-    from jwtkeys.observability import MetricsRecorder
     from jwtkeys.signer.service import SignService
+    from jwtkeys_tools.cli.local_output import FunctionOutput
+    from jwtkeys_tools.cli.target import local_state_path, read_local_state
 
+    if local_state_path().exists():
+        environ: Mapping[str, str] = read_local_state().signer_env
+    elif os.environ.get(names.ENV_KEYSET):
+        environ = os.environ
+    else:
+        raise ConfigurationError(
+            f"no local stack ({local_state_path()} is missing: start one with `jwtkeys local"
+            f" up`) and no signer settings in the environment ({names.ENV_KEYSET}, ...)"
+        )
     # The function's logs and EMF metrics would mix with the JSON on stdout and the one
-    # line on stderr that scripts read; a command-line run has nowhere to ship them.
-    # A logger name of its own: Powertools configures one handler per name, and the
-    # first configuration wins for every later Logger of that name in the process.
+    # line on stderr that scripts read: metrics go to the functions' log (or, asked for,
+    # stderr); logs are dropped. A logger name of its own: Powertools configures one
+    # handler per name, and the first configuration wins for every later Logger of that
+    # name in the process.
+    output = FunctionOutput(show_metrics)
     service = SignService.create(
-        os.environ,
+        environ,
         boto3.Session(region_name=region).client("kms"),
         SystemClock(),
         logger=Logger(service="jwtkeys-sign-cli", stream=io.StringIO()),
-        metrics=MetricsRecorder(
-            metrics_catalog.SIGNER_SERVICE,
-            os.environ.get(names.ENV_KEYSET, ""),
-            write=lambda _: None,
-        ),
+        metrics=output.metrics(metrics_catalog.SIGNER_SERVICE, environ.get(names.ENV_KEYSET, "")),
     )
     return LocalInvoker(service)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,6 @@ from jwtkeys.clock import SystemClock
 from jwtkeys.errors import ConfigurationError, InvalidRequest, JwtKeysError
 from jwtkeys.keeper.service import KeeperClients, KeeperService
 from jwtkeys.metrics_catalog import KEEPER_SERVICE
-from jwtkeys.observability import MetricsRecorder
 from jwtkeys.settings import KeeperSettings
 
 LOCAL_STATE_ENV = "JWTKEYS_LOCAL_STATE"
@@ -25,13 +25,35 @@ def local_state_path() -> Path:
     return Path(os.environ.get(LOCAL_STATE_ENV) or DEFAULT_LOCAL_STATE)
 
 
-def _metrics_log(line: str) -> None:
-    # Locally there is no CloudWatch: the keeper's EMF lines go beside the state file,
-    # keeping stdout for the command's own JSON.
-    path = local_state_path().with_name("keeper-metrics.log")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as log:
-        log.write(line + "\n")
+@dataclass(frozen=True)
+class LocalState:
+    """What `jwtkeys local up` wrote: the endpoint and both functions' environments."""
+
+    path: Path
+    aws_env: dict[str, str]
+    keeper_env: dict[str, str]
+    signer_env: dict[str, str]
+
+
+def read_local_state() -> LocalState:
+    """The stack `local up` runs, read the one way every `--local` command reads it.
+
+    boto3 in this process is pointed at its endpoint. ConfigurationError when no local
+    stack runs.
+    """
+    path = local_state_path()
+    if not path.exists():
+        raise ConfigurationError(
+            f"no local stack: start one with `jwtkeys local up` ({path} is missing)"
+        )
+    state = json.loads(path.read_text())
+    os.environ.update(state["aws_env"])
+    return LocalState(
+        path=path,
+        aws_env=dict(state["aws_env"]),
+        keeper_env=dict(state["keeper_env"]),
+        signer_env=dict(state["signer_env"]),
+    )
 
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,14 +68,20 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help=f"act on the stack `jwtkeys local up` started (state in ${LOCAL_STATE_ENV})",
     )
+    from jwtkeys_tools.cli.local_output import add_show_metrics_argument
+
+    add_show_metrics_argument(parser)
 
 
 class OperatorTarget:
     """A keyset operators act on; mutating actions always go through the keeper."""
 
-    def __init__(self, keeper_env: dict[str, str], invoke_function: str | None) -> None:
+    def __init__(
+        self, keeper_env: dict[str, str], invoke_function: str | None, show_metrics: bool = False
+    ) -> None:
         self._keeper_env = keeper_env
         self._function = invoke_function
+        self._show_metrics = show_metrics
         self._service: KeeperService | None = None
 
     def keeper(self) -> KeeperService:
@@ -61,13 +89,18 @@ class OperatorTarget:
         if self._service is None:
             import boto3
 
+            from jwtkeys_tools.cli.local_output import FunctionOutput
+
             settings = KeeperSettings.from_environ(self._keeper_env)
+            # Locally there is no CloudWatch: the keeper's EMF lines go to the functions'
+            # log, keeping stdout for the command's own answer.
+            output = FunctionOutput(self._show_metrics)
             self._service = KeeperService.create(
                 settings,
                 KeeperClients(kms=boto3.client("kms"), s3=boto3.client("s3")),
                 SystemClock(),
                 trust_factory=servicenow.trust_target,
-                metrics=MetricsRecorder(KEEPER_SERVICE, settings.keyset, write=_metrics_log),
+                metrics=output.metrics(KEEPER_SERVICE, settings.keyset),
             )
         return self._service
 
@@ -108,12 +141,10 @@ def resolve_target(args: argparse.Namespace) -> OperatorTarget:
             raise JwtKeysError(f"cannot read the keeper {args.keeper_function}: {error}") from None
         env = dict(configuration.get("Environment", {}).get("Variables", {}))
         return OperatorTarget(env, args.keeper_function)
-    state_path = local_state_path()
-    if not state_path.exists():
+    if not args.local and not local_state_path().exists():
         raise ConfigurationError(
             f"no target: pass --keeper-function (or set {KEEPER_FUNCTION_ENV}),"
-            f" or start a local stack with `jwtkeys local up` ({state_path} is missing)"
+            f" or --local after `jwtkeys local up` ({local_state_path()} is missing)"
         )
-    state = json.loads(state_path.read_text())
-    os.environ.update(state["aws_env"])
-    return OperatorTarget(dict(state["keeper_env"]), None)
+    state = read_local_state()
+    return OperatorTarget(state.keeper_env, None, show_metrics=args.show_metrics)
