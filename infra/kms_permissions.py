@@ -44,7 +44,7 @@ def _sign_statement(keyset: str, policy: RotationPolicy, sid: str) -> iam.Policy
         conditions={
             "StringEquals": {
                 _RESOURCE_TAG: keyset,
-                # The same restriction the key policy carries (design.md): one algorithm,
+                # The same restriction the key policy carries (docs/design.md): one algorithm,
                 # and digests only.
                 "kms:SigningAlgorithm": policy.signing_algorithm.kms_algorithm,
                 "kms:MessageType": "DIGEST",

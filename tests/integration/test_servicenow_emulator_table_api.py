@@ -1,4 +1,4 @@
-"""The emulator's Table API against servicenow.md: shapes, codes, error bodies, queries, ACLs."""
+"""The emulator's Table API (docs/emulators.md): shapes, codes, error bodies, queries, ACLs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The lifecycle's timing inequalities (design.md) are enforced when a policy loads."""
+"""The lifecycle's timing inequalities (docs/design.md) are enforced when a policy loads."""
 
 from __future__ import annotations
 

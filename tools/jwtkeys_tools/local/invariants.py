@@ -1,4 +1,4 @@
-"""Checks of the lifecycle invariants I1-I5 (design.md) against a local deployment.
+"""Checks of the lifecycle invariants I1-I5 (docs/design.md) against a local deployment.
 
 Development-only: it scans every KMS key of the account, which the keeper never does.
 """

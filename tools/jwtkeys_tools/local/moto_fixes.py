@@ -1,6 +1,6 @@
 """Fidelity fixes for moto's KMS, applied inside the local AWS server process only.
 
-moto 5.2 departs from AWS KMS in ways that matter to jwtkeys (design.md, "Local run"):
+moto 5.2 departs from AWS KMS in ways that matter to jwtkeys (docs/emulators.md):
 it hashes a `MessageType=DIGEST` message again, uses the maximum RSA-PSS salt length,
 signs with disabled keys and keys pending deletion, answers HTTP 500 when DisableKey,
 EnableKey or ScheduleKeyDeletion are given a key ARN, never checks a digest's length

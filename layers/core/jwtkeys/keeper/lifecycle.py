@@ -2,7 +2,7 @@
 
 Every public action is a reconciliation under the lease: it reads the state and the
 clock, does only what is due, and checks before each step, so a tick may die anywhere
-and the next one converges (design.md, "Lifecycle"). The alias says which key signs;
+and the next one converges (docs/design.md, "The lifecycle"). The alias says which key signs;
 tags follow the alias.
 """
 
@@ -223,7 +223,7 @@ class KeyLifecycle:
             keys.append(key)
         return keys
 
-    # The reconciliation (design.md, tick steps 2-7) ----------------------------------
+    # The reconciliation (docs/design.md, tick steps 3-8) -------------------------------
 
     def _reconcile(self, tick: _Tick, promote: str) -> None:
         self._follow_alias(tick)

@@ -6,7 +6,7 @@ would add a dependency (and its import time) to the Lambda layer for a GlideReco
 abstraction we would not use; it has no retry policy of its own, queries the
 unversioned path (whose empty-list behaviour depends on the instance's default
 version), and its JWT auth does not do the documented `assertion` exchange (see
-servicenow.md). `requests` and `urllib3` are already in the layer, and urllib3's
+docs/servicenow.md). `requests` and `urllib3` are already in the layer, and urllib3's
 `Retry` gives bounded retries with backoff, jitter and Retry-After without hand-rolled
 loops. pysnc stays a development/client-side extra.
 

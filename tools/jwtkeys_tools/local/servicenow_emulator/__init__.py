@@ -1,6 +1,6 @@
 """A ServiceNow emulator for development and tests: HTTPS, Table API, OAuth token endpoint.
 
-It behaves like an instance where jwtkeys touches one (see ../shared/servicenow.md):
+It behaves like an instance where jwtkeys touches one (docs/emulators.md):
 the Table API on `sys_certificate`, `oauth_entity`/`oauth_jwt`, `jwt_verifier_map`,
 `sys_user` and `oauth_credential`; `POST /oauth_token.do` with the JWT bearer grant;
 Basic and Bearer auth; faults and rate limits on demand. Every judgement of time uses

@@ -1,6 +1,6 @@
 """`POST /oauth_token.do`: the JWT bearer grant an `oauth_jwt` app accepts, and two simple grants.
 
-The JWT bearer checks run in servicenow.md's order: app by client_id, its secret, the
+The JWT bearer checks run in an instance's order: app by client_id, its secret, the
 verifier map by the JWT's `kid` (or the app's JWKS when it trusts a JWKS URL), the
 certificate's key and validity, the algorithm (RS*/ES* only), the signature, `aud` and
 `iss` equal to the client_id, `exp`/`nbf`/`iat` within the app's clock skew, the `jti`
