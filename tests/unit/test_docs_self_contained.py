@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -13,12 +12,10 @@ LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 
 def _markdown_files() -> list[Path]:
-    listed = subprocess.run(
-        ["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True, text=True, check=False
-    ).stdout.split()
-    found = {ROOT / name for name in listed} | set((ROOT / "docs").glob("*.md"))
-    found.add(ROOT / "README.md")
-    return sorted(path for path in found if path.exists())
+    found = set(ROOT.glob("*.md"))
+    for folder in ("docs", "infra", "layers", "tools", "functions", "tests", ".ci"):
+        found |= set((ROOT / folder).rglob("*.md"))
+    return sorted(found)
 
 
 def test_relative_paths_in_the_docs_stay_inside_the_repository() -> None:
