@@ -22,7 +22,9 @@ def f() -> float:
 
 
 def _ruff(filename: str, source: str) -> str:
-    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    # The project's own ruff (the pinned one, beside this interpreter), else the PATH's.
+    beside = Path(sys.executable).with_name("ruff")
+    ruff = str(beside) if beside.exists() else (shutil.which("ruff") or "ruff")
     result = subprocess.run(
         [ruff, "check", "--no-cache", "--output-format", "concise", "--stdin-filename", filename],
         input=source,
