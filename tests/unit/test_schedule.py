@@ -85,3 +85,7 @@ def test_next_transition_names_each_state() -> None:
         "disable and schedule deletion",
         None,
     )
+
+
+def test_a_keys_planned_published_life_is_two_periods_and_a_grace() -> None:
+    assert schedule.planned_published_life(POLICY) == 2 * 7200 + 1800

@@ -12,6 +12,12 @@ from jwtkeys.keys.key_state import KeyState, ManagedKey
 DAY = 86400
 
 
+def planned_published_life(policy: RotationPolicy) -> int:
+    """How long a key stays published when every rotation is on time: `next` for about
+    one rotation period, `current` for another, then `previous` for the grace."""
+    return 2 * policy.rotation_period + policy.grace
+
+
 def rotation_due_at(current: ManagedKey, policy: RotationPolicy) -> float | None:
     """When the current key has signed for a whole rotation period."""
     if current.activated_at is None:

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import NoDigestInfo, Prehas
 from cryptography.x509.oid import NameOID
 
 from jwtkeys.errors import JwtKeysError
+from jwtkeys.keeper import schedule
 from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.keys.algorithms import KeyFamily, SigningAlgorithm, algorithm_named
 from jwtkeys.keys.jwk import PublicKey
@@ -63,10 +64,10 @@ MIN_RENEW_BEFORE = 21 * DAY
 class CertificateLifetime:
     """How long a key's certificate is valid, and when it is renewed.
 
-    A key is `next` for about one rotation period, `current` for another, then `previous`
-    for the grace: that is its planned life. The margin keeps ServiceNow trusting the key
-    when a rotation stalls; renewal starts when `renew_before` is left (at least 21 days,
-    above the 14-day alarm), many ticks before the certificate could lapse.
+    A certificate covers its key's planned published life (`keeper.schedule`). The margin
+    keeps ServiceNow trusting the key when a rotation stalls; renewal starts when
+    `renew_before` is left (at least 21 days, above the 14-day alarm), many ticks before
+    the certificate could lapse.
     """
 
     planned_life: int
@@ -76,7 +77,7 @@ class CertificateLifetime:
     def for_policy(cls, policy: RotationPolicy) -> CertificateLifetime:
         """The lifetime that covers a key's planned life under `policy`, plus margin."""
         return cls(
-            planned_life=2 * policy.rotation_period + policy.grace,
+            planned_life=schedule.planned_published_life(policy),
             margin=max(policy.rotation_period, MIN_MARGIN),
         )
 
