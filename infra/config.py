@@ -40,6 +40,7 @@ from jwtkeys.servicenow.keyset_rule import check_servicenow_keyset
 from jwtkeys.settings import SignerSettings
 from jwtkeys.signer.policy import Allowlist, SigningPolicy
 from jwtkeys.signer.policy import CallerRule as SignerCallerRule
+from jwtkeys.signer.policy import default_ttl as default_ttl_for
 from jwtkeys.verify.authorizer import (
     DEFAULT_CACHE_TTL_SECONDS,
     DEFAULT_LEEWAY_SECONDS,
@@ -215,7 +216,7 @@ def _load_stack(stage: str, values: object) -> KeysetConfig:
             f"{where}.policy.tick_interval must be a whole number of minutes,"
             f" got {policy.tick_interval}"
         )
-    default_ttl = values.get("default_ttl", min(300, policy.max_token_ttl))
+    default_ttl = values.get("default_ttl", default_ttl_for(policy.max_token_ttl))
     if not isinstance(default_ttl, int) or isinstance(default_ttl, bool) or default_ttl <= 0:
         raise ConfigurationError(f"{where}.default_ttl must be a positive integer")
     if default_ttl > policy.max_token_ttl:

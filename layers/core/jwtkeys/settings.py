@@ -12,7 +12,7 @@ from jwtkeys.errors import ConfigurationError
 from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.names import check_keyset_name
 from jwtkeys.servicenow.keyset_rule import check_servicenow_keyset
-from jwtkeys.signer.policy import CallerRule, SigningPolicy, parse_allowlist
+from jwtkeys.signer.policy import CallerRule, SigningPolicy, default_ttl, parse_allowlist
 
 
 def _required(environ: Mapping[str, str], name: str) -> str:
@@ -92,7 +92,7 @@ class SignerSettings:
             allowed_audiences=parse_allowlist(
                 _json(environ, names.ENV_ALLOWED_AUDIENCES, "null"), names.ENV_ALLOWED_AUDIENCES
             ),
-            default_ttl=_int(environ, names.ENV_DEFAULT_TTL, min(300, rotation.max_token_ttl)),
+            default_ttl=_int(environ, names.ENV_DEFAULT_TTL, default_ttl(rotation.max_token_ttl)),
             max_token_ttl=rotation.max_token_ttl,
             caller_rules=_caller_rules(environ),
         )

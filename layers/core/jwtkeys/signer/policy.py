@@ -24,6 +24,13 @@ MAX_CLAIMS_BYTES = 4096
 MAX_CLAIMS_DEPTH = 8
 MAX_NAME_LENGTH = 256
 REQUEST_FIELDS = frozenset({"subject", "audience", "claims", "ttl_seconds"})
+# A request without ttl_seconds gets this, unless the keyset sets its own default.
+DEFAULT_TTL_SECONDS = 300
+
+
+def default_ttl(max_token_ttl: int) -> int:
+    """The keyset's default token lifetime when its configuration names none."""
+    return min(DEFAULT_TTL_SECONDS, max_token_ttl)
 
 
 def _compile_pattern(pattern: str) -> re.Pattern[str]:
