@@ -28,6 +28,7 @@ class Dashboard(Construct):
         *,
         keyset: str,
         tick_interval: int,
+        rotation_period: int,
         signer: lambda_.IFunction,
         keeper: lambda_.IFunction,
         alarms: Sequence[cloudwatch.IAlarm],
@@ -45,9 +46,18 @@ class Dashboard(Construct):
             return metrics.metric(spec, statistic, signer_period)
 
         def graph(
-            title: str, left: Sequence[cloudwatch.IMetric], width: int = _WIDTH
+            title: str,
+            left: Sequence[cloudwatch.IMetric],
+            width: int = _WIDTH,
+            annotations: Sequence[cloudwatch.HorizontalAnnotation] = (),
         ) -> cloudwatch.GraphWidget:
-            return cloudwatch.GraphWidget(title=title, left=list(left), width=width, height=_HEIGHT)
+            return cloudwatch.GraphWidget(
+                title=title,
+                left=list(left),
+                width=width,
+                height=_HEIGHT,
+                left_annotations=list(annotations) or None,
+            )
 
         key_age_days = cloudwatch.MathExpression(
             expression="age / 86400",
@@ -62,7 +72,16 @@ class Dashboard(Construct):
                 )
             ],
             [
-                graph("Key age", [key_age_days]),
+                graph(
+                    "Key age",
+                    [key_age_days],
+                    # Where the line should turn down: the keeper rotates at this age.
+                    annotations=[
+                        cloudwatch.HorizontalAnnotation(
+                            value=rotation_period / 86400, label="rotation period (days)"
+                        )
+                    ],
+                ),
                 graph(
                     "Key states and transitions",
                     [
@@ -84,6 +103,10 @@ class Dashboard(Construct):
             ],
             [
                 graph("Tokens issued", [signer_metric(catalog.TOKENS_ISSUED, "Sum")]),
+                graph(
+                    "Tokens per key id",
+                    [metrics.search_by(catalog.TOKENS_ISSUED_BY_KID, "kid", "Sum", signer_period)],
+                ),
                 graph(
                     "Refusals by reason",
                     [

@@ -75,6 +75,7 @@ class KeysetStack(Stack):
             "Dashboard",
             keyset=config.keyset,
             tick_interval=config.policy.tick_interval,
+            rotation_period=config.policy.rotation_period,
             signer=self.signer.function,
             keeper=self.keeper.function,
             alarms=self.monitoring.alarms,

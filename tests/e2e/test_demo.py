@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,27 @@ def test_servicenow_records_match_the_published_keys(demo_out: Path) -> None:
     assert {row["name"] for row in servicenow["sys_certificate"]} == {
         f"jwtkeys/demo/{kid}" for kid in kids
     }
+
+
+def test_the_authorizer_step_ran(demo_out: Path) -> None:
+    summary = json.loads((demo_out / "summary.json").read_text())
+    step = next(s for s in summary["steps"] if s["name"].startswith("API Gateway authorizer"))
+    assert step["ok"] is True
+
+
+def test_the_timeline_shows_every_token_key_with_its_milestones(demo_out: Path) -> None:
+    tokens = json.loads((demo_out / "tokens.json").read_text())
+    root = ET.parse(demo_out / "timeline.svg").getroot()  # noqa: S314 - our own file
+    ids = {g.attrib["id"] for g in root.iter("{http://www.w3.org/2000/svg}g") if "id" in g.attrib}
+    for kid in {token["kid"] for token in tokens}:
+        bars = [i for i in ids if i.startswith("bar-") and f"-{kid}-" in i]
+        assert bars, kid
+        assert f"marker-published-{kid}" in ids
+        assert any(i.startswith(f"tokens-{kid}-") for i in ids)
+    revoked = {token["kid"] for token in tokens if token["key_revoked"]}
+    for kid in revoked:
+        assert f"marker-revoked-{kid}" in ids
+        assert any(i.startswith(f"bar-revoked-{kid}-") for i in ids)
+    assert any(i.startswith("marker-retired-") for i in ids)
+    assert any(i.startswith("marker-deletion_scheduled-") for i in ids)
+    assert any(i.startswith("marker-trusted-") for i in ids)

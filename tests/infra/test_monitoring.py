@@ -294,6 +294,7 @@ def test_dashboard_shows_keys_tokens_refusals_latency_throttles_drift_servicenow
         "Key age",
         "Key states and transitions",
         "Tokens issued",
+        "Tokens per key id",
         "Refusals by reason",
         "Signing latency (ms)",
         "Throttles",
@@ -304,3 +305,7 @@ def test_dashboard_shows_keys_tokens_refusals_latency_throttles_drift_servicenow
         assert f'\\"title\\":\\"{title}\\"' in body, title
     assert "SignRequestsRejected" in body
     assert "reason" in body
+    # The key-age graph marks the rotation period (prod: 30 days).
+    assert "rotation period (days)" in body
+    assert '\\"value\\":30' in body
+    assert "kid" in body

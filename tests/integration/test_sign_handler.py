@@ -354,6 +354,7 @@ def test_emf_output_matches_the_catalog(
     emitted = emitted_metrics(output)
     for spec in (
         catalog.TOKENS_ISSUED,
+        catalog.TOKENS_ISSUED_BY_KID,
         catalog.SIGN_LATENCY_MS,
         catalog.SIGN_REQUESTS_REJECTED,
         catalog.SIGN_REQUESTS_REJECTED_BY_REASON,

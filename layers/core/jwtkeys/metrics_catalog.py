@@ -43,6 +43,8 @@ def _authorizer(name: str, extra: tuple[str, ...] = ()) -> MetricSpec:
 
 
 TOKENS_ISSUED = _signer("TokensIssued")
+# Also by signing key: the dashboard's tokens per key id and the timeline's tokens strip.
+TOKENS_ISSUED_BY_KID = _signer("TokensIssued", extra=("kid",))
 # Emitted twice per refusal: once on the base dimensions (what the misuse alarm watches)
 # and once with `reason` (what the dashboard breaks down).
 SIGN_REQUESTS_REJECTED = _signer("SignRequestsRejected")
@@ -77,6 +79,7 @@ AUTHORIZER_JWKS_FAILURES = _authorizer("JwksFetchFailures")
 
 ALL_METRICS: tuple[MetricSpec, ...] = (
     TOKENS_ISSUED,
+    TOKENS_ISSUED_BY_KID,
     SIGN_REQUESTS_REJECTED,
     SIGN_REQUESTS_REJECTED_BY_REASON,
     SIGNING_FAILURES,

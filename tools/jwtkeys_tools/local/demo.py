@@ -51,6 +51,9 @@ from jwtkeys_tools.local.servicenow_setup import (
     configure_servicenow,
 )
 from jwtkeys_tools.local.stack import LocalKeysetConfig, LocalStack
+from jwtkeys_tools.timeline.model import Timeline, build_timeline, tokens_per_hour
+from jwtkeys_tools.timeline.sources import keeper_histories
+from jwtkeys_tools.timeline.svg import write_svg
 
 CALLER = "arn:aws:iam::123456789012:role/orders-service"
 
@@ -124,6 +127,9 @@ class Demo:
     steps: list[Step] = field(default_factory=list)
     tokens: list[TokenRecord] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
+    # kid -> when ServiceNow was first seen trusting it (after a keeper tick).
+    trusted_at: dict[str, float] = field(default_factory=dict)
+    stack: LocalStack | None = None
     _seen_versions: set[str] = field(default_factory=set)
 
     # -- framing -------------------------------------------------------------------------
@@ -183,6 +189,23 @@ class Demo:
                 VersionId=version["VersionId"],
             )["Body"].read()
             self.history.append({"at": int(self.clock.now()), "jwks": json.loads(body)})
+
+    def record_trust(self) -> None:
+        """The kids ServiceNow trusts now; the first sighting of each is its trusted-at."""
+        for row in self.servicenow.rows("jwt_verifier_map"):
+            self.trusted_at.setdefault(str(row["kid"]), self.clock.now())
+
+    def timeline(self) -> Timeline:
+        """The run's key timeline: the keeper's registry and tags, ServiceNow, the tokens."""
+        if self.stack is None:
+            raise StepFailed("no keyset was deployed")
+        keeper = self.stack.keeper_service(
+            metrics=self.metrics(KEEPER_SERVICE), logger=self.logger(KEEPER_SERVICE)
+        )
+        histories = keeper_histories(keeper.keeper, self.stack.kms, self.trusted_at)
+        issued = tokens_per_hour((t.kid, t.issued_at) for t in self.tokens)
+        start = min((h.created_at for h in histories), default=self.clock.now())
+        return build_timeline("demo", histories, start=start, end=self.clock.now(), tokens=issued)
 
     def key_states(self, stack: LocalStack) -> dict[str, str]:
         """kid -> state tag, for the keyset's registered keys."""
@@ -273,6 +296,7 @@ class DemoState:
         """One keeper invocation; the JWKS versions it wrote join the history."""
         summary: dict[str, Any] = self.keeper.handle(action or {"action": "tick"})
         demo.record_publications(self.stack)
+        demo.record_trust()
         return summary
 
     def served(self, demo: Demo) -> set[str]:
@@ -348,6 +372,7 @@ def deploy(demo: Demo) -> DemoState:
         demo.clock,
     )
     stack.create_bucket()
+    demo.stack = stack
     keeper = stack.keeper_service(
         trust_factory=servicenow.trust_target,
         metrics=demo.metrics(KEEPER_SERVICE),
@@ -675,3 +700,7 @@ def _write_artifacts(demo: Demo, out: Path) -> None:
         "steps": [{"name": s.name, "ok": s.ok, "detail": s.detail} for s in demo.steps],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if demo.stack is not None:
+        timeline = demo.timeline()
+        (out / "timeline.json").write_text(timeline.to_json())
+        write_svg(timeline, out / "timeline.svg")

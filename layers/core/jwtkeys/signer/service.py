@@ -124,6 +124,7 @@ class SignService:
             )
             raise
         self._metrics.add(catalog.TOKENS_ISSUED, 1)
+        self._metrics.add(catalog.TOKENS_ISSUED_BY_KID, 1, kid=issued.kid)
         self._metrics.add(catalog.SIGN_LATENCY_MS, elapsed_ms)
         # Tokens are credentials: log the jti and kid, never the token or claim values.
         self._logger.info(
