@@ -199,6 +199,10 @@ def test_token_dash_reads_stdin(
         (["--issuer", "https://other.example"], "wrong_issuer"),
         (["--audience", "other"], "wrong_audience"),
         (["--jwks", "/nonexistent/jwks.json"], "jwks_unavailable"),
+        # Keys fetched in the clear could be swapped on the way: refused before any fetch.
+        (["--jwks", "http://jwks.example.invalid/jwks.json"], "jwks_unavailable"),
+        (["--jwks", "http://10.0.0.1/jwks.json"], "jwks_unavailable"),
+        (["--max-lifetime", "299"], "lifetime_too_long"),
     ],
 )
 def test_refusals_name_their_reason(
@@ -226,6 +230,7 @@ def test_refusals_name_their_reason(
         ["TOKEN", "--jwks", "x", "--issuer", ISSUER, "--audience", AUDIENCE, "--leeway", "1.5"],
         ["TOKEN", "--jwks", "x", "--issuer", "", "--audience", AUDIENCE],
         ["TOKEN", "--jwks", "x", "--issuer", ISSUER, "--audience", AUDIENCE, "--timeout", "0"],
+        ["TOKEN", "--jwks", "x", "--issuer", ISSUER, "--audience", AUDIENCE, "--max-lifetime", "0"],
     ],
 )
 def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
@@ -332,7 +337,9 @@ def test_missing_and_oversized_files(tmp_path: Path) -> None:
         ("ftp://example.invalid/jwks.json", "unsupported"),
         ("http://[::1", "not a JWKS location"),
         ("jwks\x00.json", "not a file path"),
-        ("http://", "cannot fetch"),
+        ("http://", "must be https"),
+        ("http://example.invalid/jwks.json", "must be https"),
+        ("https://", "must be https"),
     ],
 )
 def test_unusable_locations(source: str, complaint: str) -> None:
@@ -350,6 +357,18 @@ def test_messages_never_carry_url_credentials_or_query(jwks_server: JwksServer) 
     assert "HTTP 403" in str(unavailable.value)
     assert "hunter2" not in str(unavailable.value)
     assert "s3cr3t" not in str(unavailable.value)
+
+
+def test_plain_http_is_refused_before_any_request_unless_loopback(
+    jwks_server: JwksServer,
+) -> None:
+    jwks_server.routes["/jwks.json"] = Route(body=json.dumps(jwks_document()).encode())
+    # The same server under a name that does not resolve to loopback would be refused...
+    with pytest.raises(JwksUnavailable, match="must be https"):
+        load_jwks(jwks_server.url("/jwks.json").replace("127.0.0.1", "jwks.example.invalid"))
+    # ...while localhost and the loopback addresses are allowed.
+    localhost = jwks_server.url("/jwks.json").replace("127.0.0.1", "localhost")
+    assert load_jwks(localhost) == jwks_document()
 
 
 def test_http_success(jwks_server: JwksServer) -> None:

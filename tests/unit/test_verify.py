@@ -22,7 +22,8 @@ from jwcrypto.jwt import JWT
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm, get_default_algorithms
 
 from jwtkeys.errors import InvalidToken
-from jwtkeys.verify.token import MAX_TOKEN_BYTES, verify_token
+from jwtkeys.keeper.rotation_policy import RotationPolicy
+from jwtkeys.verify.token import DEFAULT_MAX_LIFETIME, MAX_TOKEN_BYTES, verify_token
 
 ISSUER = "https://issuer.example"
 AUDIENCE = "servicenow-client-id"
@@ -161,6 +162,40 @@ def test_tokens_from_an_independent_jose_library_are_accepted(alg: str) -> None:
     signer = JWT(header={"alg": alg, "kid": kid_for(alg)}, claims=claims())
     signer.make_signed_token(JWK.from_pyca(private_key(alg)))
     assert verify(signer.serialize()) == claims()
+
+
+@pytest.mark.parametrize("typ", ["JWT", "jwt", "Jwt", "application/jwt", "APPLICATION/JWT"])
+def test_typ_jwt_is_accepted_in_any_case_and_with_the_media_type_prefix(typ: str) -> None:
+    assert verify(hand_made(header_with(typ=typ))) == claims()
+
+
+def test_typ_is_optional() -> None:
+    assert verify(hand_made({"alg": RS256, "kid": kid_for(RS256)})) == claims()
+
+
+def test_the_default_maximum_lifetime_is_the_keysets_default_max_token_ttl() -> None:
+    assert RotationPolicy().max_token_ttl == DEFAULT_MAX_LIFETIME
+
+
+@pytest.mark.parametrize("leeway", [0, 300])
+def test_lifetime_boundary_with_leeway_and_a_keyset_maximum(leeway: int) -> None:
+    # exp - iat may reach max_lifetime + leeway (an issuer may backdate iat by the skew)
+    longest = 600 + leeway
+    ok = token(iat=NOW - 10, exp=NOW - 10 + longest)
+    assert verify_token(
+        ok, full_jwks(), issuer=ISSUER, audience=AUDIENCE, now=NOW, leeway=leeway, max_lifetime=600
+    )
+    too_long = token(iat=NOW - 10, exp=NOW - 10 + longest + 1)
+    with pytest.raises(InvalidToken, match="lifetime_too_long"):
+        verify_token(
+            too_long,
+            full_jwks(),
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            now=NOW,
+            leeway=leeway,
+            max_lifetime=600,
+        )
 
 
 def test_aud_may_be_a_list_that_contains_the_audience() -> None:
@@ -315,6 +350,19 @@ REFUSALS: dict[str, Case] = {
     "alg not a string": ("malformed", lambda: hand_made(header_with(alg=["RS256"])), None),
     "kid not a string": ("malformed", lambda: hand_made(header_with(kid=7)), None),
     "typ not a string": ("malformed", lambda: hand_made(header_with(typ=1)), None),
+    "typ of an access token": ("wrong_typ", lambda: hand_made(header_with(typ="at+jwt")), None),
+    "typ JWE": ("wrong_typ", lambda: hand_made(header_with(typ="JWE")), None),
+    "typ application/jose": (
+        "wrong_typ",
+        lambda: hand_made(header_with(typ="application/jose")),
+        None,
+    ),
+    "typ JWT with a trailing space": (
+        "wrong_typ",
+        lambda: hand_made(header_with(typ="JWT ")),
+        None,
+    ),
+    "typ empty": ("wrong_typ", lambda: hand_made(header_with(typ="")), None),
     "payload not json": ("malformed", lambda: signed(b64_json(header_with()), b64(b"exp")), None),
     "payload a list": ("malformed", lambda: hand_made(header_with(), [claims()]), None),
     "payload a number": ("malformed", lambda: hand_made(header_with(), 42), None),
@@ -514,6 +562,16 @@ REFUSALS: dict[str, Case] = {
         f"no {name}": ("missing_claim", _token_without(name), None)
         for name in ("exp", "iat", "iss", "aud", "sub", "jti")
     },
+    "lives longer than the maximum": (
+        "lifetime_too_long",
+        lambda: token(iat=NOW - 10, exp=NOW - 10 + DEFAULT_MAX_LIFETIME + 1),
+        None,
+    ),
+    "a year-long token issued long ago": (
+        "lifetime_too_long",
+        lambda: token(iat=NOW - 86400 * 365, nbf=_DROP, exp=NOW + 60),
+        None,
+    ),
     "wrong issuer": ("wrong_issuer", lambda: token(iss="https://evil.example"), None),
     "issuer differs in case": ("wrong_issuer", lambda: token(iss=ISSUER.upper()), None),
     "wrong audience": ("wrong_audience", lambda: token(aud="someone-else"), None),
@@ -559,7 +617,7 @@ def test_every_reason_in_the_table_has_a_case() -> None:
         "alg_not_allowed", "forbidden_header", "unknown_crit", "bad_signature", "expired",
         "not_yet_valid", "issued_in_future", "missing_claim", "wrong_issuer",
         "wrong_audience", "bad_ecdsa_signature_length", "invalid_jwks", "invalid_claim",
-        "unusable_key",
+        "unusable_key", "wrong_typ", "lifetime_too_long",
     }  # fmt: skip
 
 
@@ -578,6 +636,9 @@ def test_the_size_limit_is_checked_before_parsing() -> None:
         {"now": float("nan")},
         {"now": True},
         {"leeway": -1},
+        {"max_lifetime": 0},
+        {"max_lifetime": True},
+        {"max_lifetime": 3600.5},
         {"leeway": 1.5},
     ],
 )

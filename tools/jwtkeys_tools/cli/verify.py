@@ -11,7 +11,7 @@ from typing import Any
 
 from jwtkeys.errors import InvalidToken, JwksUnavailable
 from jwtkeys.verify.jwks_source import DEFAULT_TIMEOUT_SECONDS, load_jwks
-from jwtkeys.verify.token import MAX_TOKEN_BYTES, verify_token
+from jwtkeys.verify.token import DEFAULT_MAX_LIFETIME, MAX_TOKEN_BYTES, verify_token
 from jwtkeys_tools.cli.common import non_empty, refused
 
 EXIT_VALID = 0
@@ -38,6 +38,14 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--leeway", type=_seconds, default=0, metavar="SECONDS", help="allowed clock skew"
+    )
+    parser.add_argument(
+        "--max-lifetime",
+        type=_positive_whole_seconds,
+        default=DEFAULT_MAX_LIFETIME,
+        metavar="SECONDS",
+        help="longest exp - iat accepted: the keyset's max_token_ttl"
+        f" (default: {DEFAULT_MAX_LIFETIME})",
     )
     parser.add_argument(
         "--timeout",
@@ -70,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             audience=args.audience,
             now=now,
             leeway=args.leeway,
+            max_lifetime=args.max_lifetime,
         )
     except InvalidToken as error:
         return refused("verify", error.reason, str(error).removeprefix(f"{error.reason}: "))
@@ -96,6 +105,13 @@ def _seconds(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _positive_whole_seconds(text: str) -> int:
+    value = _seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return value
 
 

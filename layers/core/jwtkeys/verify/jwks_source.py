@@ -21,14 +21,19 @@ _CHUNK_BYTES: Final = 64 * 1024
 
 
 def load_jwks(source: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> dict[str, Any]:
-    """The JWKS at `source` (a file path or an http(s) URL), read within `timeout` seconds."""
+    """The JWKS at `source` (a file path, an https URL or a loopback http URL), read within
+    `timeout` seconds."""
     try:
         parts = urlsplit(source)
     except ValueError as error:
         raise JwksUnavailable(f"not a JWKS location: {error}") from None
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
-        raw = _fetch(source, display_url(source), timeout).body
+        # The same transport rule as the verifier's: keys fetched in the clear could be swapped.
+        check_transport(source)
+        fetched = _fetch(source, display_url(source), timeout)
+        check_transport(fetched.url)
+        raw = fetched.body
     elif scheme == "file":
         raw = _read_file(url2pathname(parts.path))
     elif not scheme or Path(source).exists():

@@ -32,6 +32,12 @@ from jwtkeys.keys.algorithms import ALGORITHMS, KeyFamily
 MAX_TOKEN_BYTES: Final = 16 * 1024
 MIN_RSA_KEY_BITS: Final = 2048
 REQUIRED_CLAIMS: Final = ("exp", "iat", "iss", "aud", "sub", "jti")
+# The keyset's default max_token_ttl: no token jwtkeys signs lives longer (exp - iat), so a
+# longer-lived one was minted elsewhere (a stolen key, a confused issuer) and is refused.
+DEFAULT_MAX_LIFETIME: Final = 3600
+# RFC 7519 5.1 and RFC 7515 4.1.9: `typ` is compared case-insensitively and the
+# "application/" prefix may be left out.
+ACCEPTED_TYP: Final = frozenset({"jwt", "application/jwt"})
 
 # Headers that point at key material somewhere else; following any of them lets the token
 # choose its own key. `b64` changes what the signing input is (RFC 7797).
@@ -79,9 +85,16 @@ def verify_token(
     audience: str,
     now: float,
     leeway: int = 0,
+    max_lifetime: int = DEFAULT_MAX_LIFETIME,
 ) -> dict[str, Any]:
-    """Return the claims of `token` when it is valid at `now`, else raise InvalidToken."""
+    """Return the claims of `token` when it is valid at `now`, else raise InvalidToken.
+
+    `max_lifetime` bounds `exp - iat` (plus `leeway`, which covers an issuer that backdates
+    `iat` for its verifiers' clock skew); pass the keyset's max_token_ttl.
+    """
     _check_arguments(issuer, audience, now, leeway)
+    if isinstance(max_lifetime, bool) or not isinstance(max_lifetime, int) or max_lifetime < 1:
+        raise ValueError("max_lifetime must be a positive integer number of seconds")
     if not isinstance(token, str):
         _refuse("malformed", "the token is not a string")
     if len(token) > MAX_TOKEN_BYTES:
@@ -113,6 +126,7 @@ def verify_token(
 
     claims = _decode_json_object(payload_segment, "payload")
     _check_claims(claims, issuer=issuer, audience=audience, now=now, leeway=leeway)
+    _check_lifetime(claims, max_lifetime + leeway)
     return claims
 
 
@@ -197,6 +211,9 @@ def _check_header(header: Mapping[str, Any]) -> tuple[str, str]:
     typ = header.get("typ")
     if typ is not None and not isinstance(typ, str):
         _refuse("malformed", "the header's typ is not a string")
+    if typ is not None and typ.lower() not in ACCEPTED_TYP:
+        # A token typed for another purpose (at+jwt, a logout token...) is not ours to accept.
+        _refuse("wrong_typ", f"the header's typ is {_shorten(typ)}, not JWT")
     return alg, kid
 
 
@@ -328,6 +345,16 @@ def _check_claims(
         _refuse("not_yet_valid", f"the token is not valid before {_shorten(not_before)}")
     if issued_at > now + leeway:
         _refuse("issued_in_future", f"the token claims to be issued at {_shorten(issued_at)}")
+
+
+def _check_lifetime(claims: Mapping[str, Any], longest: int) -> None:
+    # Types were checked by _check_claims.
+    lifetime = claims["exp"] - claims["iat"]
+    if lifetime > longest:
+        _refuse(
+            "lifetime_too_long",
+            f"the token lives {_shorten(lifetime)} s from iat to exp, more than {longest} s",
+        )
 
 
 def _numeric_date(claims: Mapping[str, Any], name: str) -> float:
