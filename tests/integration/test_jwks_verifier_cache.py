@@ -410,3 +410,30 @@ def test_https_and_loopback_urls_are_accepted() -> None:
 def test_a_bad_cache_policy_is_refused(policy: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):
         JwksCachePolicy(**policy)
+
+
+def test_a_refresh_in_flight_does_not_hold_up_others_with_a_usable_copy(
+    publisher: tuple[Publisher, str], keys: tuple[Key, Key]
+) -> None:
+    state, url = publisher
+    state.keys = [keys[0].jwk()]
+    clock = SimulatedClock(START)
+    verifier, counters = make_verifier(url, clock)
+    verifier.verify(keys[0].token(clock.now()))
+    clock.advance(300)  # expired: the next verification refreshes
+    state.hold = threading.Event()
+    refresher = threading.Thread(target=verifier.verify, args=(keys[0].token(clock.now()),))
+    refresher.start()
+    deadline = time.monotonic() + 5
+    while state.requests < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert state.requests == 2  # the refresh is held at the server
+
+    # Meanwhile another thread verifies at once on the copy it has, without a fetch.
+    started = time.monotonic()
+    assert verifier.verify(keys[0].token(clock.now()))["sub"] == "svc"
+    assert time.monotonic() - started < 1
+    state.hold.set()
+    refresher.join(timeout=10)
+    assert state.requests == 2
+    assert counters.refetches == {"initial": 1, "expired": 1}

@@ -162,8 +162,10 @@ class JwksVerifier:
         """The claims of `token` when valid now (for `audience`, default the verifier's)."""
         now = self._clock.now()
         cached = self._cached
-        if cached is None or now >= cached.fresh_until:
-            cached = self._refresh(now, cached, FETCH_INITIAL if cached is None else FETCH_EXPIRED)
+        if cached is None:
+            cached = self._refresh(now, cached, FETCH_INITIAL)
+        elif now >= cached.fresh_until:
+            cached = self._refresh(now, cached, FETCH_EXPIRED, wait=False)
         else:
             self._metrics.on_hit()
         try:
@@ -180,8 +182,10 @@ class JwksVerifier:
         """The JWKS in use now (fetched when there is none or it went stale)."""
         now = self._clock.now()
         cached = self._cached
-        if cached is None or now >= cached.fresh_until:
-            cached = self._refresh(now, cached, FETCH_INITIAL if cached is None else FETCH_EXPIRED)
+        if cached is None:
+            cached = self._refresh(now, cached, FETCH_INITIAL)
+        elif now >= cached.fresh_until:
+            cached = self._refresh(now, cached, FETCH_EXPIRED, wait=False)
         return cached.jwks
 
     def _verify_with(
@@ -196,30 +200,46 @@ class JwksVerifier:
             leeway=self.leeway,
         )
 
-    def _refresh(self, now: float, seen: _Cached | None, reason: str) -> _Cached:
-        """A document newer than `seen` if one can be had now, else the best one allowed."""
-        with self._fetch_lock:
-            current = self._cached
-            if current is not seen and current is not None:
-                # Another thread fetched while this one waited: single flight, no second fetch.
-                return current
-            if self._last_attempt is not None and now < (
-                self._last_attempt + self.policy.min_refetch_interval
-            ):
-                # Too soon since the last fetch (or failed fetch): keep what there is.
-                return self._fallback(now, current, self._last_error)
-            self._last_attempt = now
-            try:
-                fetched = fetch_jwks(self.url, timeout=self.policy.timeout)
-            except JwksUnavailable as error:
-                self._last_error = error
-                self._metrics.on_failure(reason, error)
-                return self._fallback(now, current, error)
-            self._last_error = None
-            fresh = _Cached(fetched.document, now, now + self.policy.freshness(fetched.max_age))
-            self._cached = fresh
-            self._metrics.on_refetch(reason)
-            return fresh
+    def _refresh(
+        self, now: float, seen: _Cached | None, reason: str, *, wait: bool = True
+    ) -> _Cached:
+        """A document newer than `seen` if one can be had now, else the best one allowed.
+
+        With `wait=False`, a caller holding a document still inside the stale bound does
+        not queue behind a fetch another thread has in flight: it goes on with that copy.
+        """
+        if wait or seen is None or now - seen.fresh_until >= self.policy.stale_if_error:
+            self._fetch_lock.acquire()
+        elif not self._fetch_lock.acquire(blocking=False):
+            self._metrics.on_hit()
+            return seen
+        try:
+            return self._refresh_locked(now, seen, reason)
+        finally:
+            self._fetch_lock.release()
+
+    def _refresh_locked(self, now: float, seen: _Cached | None, reason: str) -> _Cached:
+        current = self._cached
+        if current is not seen and current is not None:
+            # Another thread fetched while this one waited: single flight, no second fetch.
+            return current
+        if self._last_attempt is not None and now < (
+            self._last_attempt + self.policy.min_refetch_interval
+        ):
+            # Too soon since the last fetch (or failed fetch): keep what there is.
+            return self._fallback(now, current, self._last_error)
+        self._last_attempt = now
+        try:
+            fetched = fetch_jwks(self.url, timeout=self.policy.timeout)
+        except JwksUnavailable as error:
+            self._last_error = error
+            self._metrics.on_failure(reason, error)
+            return self._fallback(now, current, error)
+        self._last_error = None
+        fresh = _Cached(fetched.document, now, now + self.policy.freshness(fetched.max_age))
+        self._cached = fresh
+        self._metrics.on_refetch(reason)
+        return fresh
 
     def _fallback(
         self, now: float, current: _Cached | None, error: JwksUnavailable | None
