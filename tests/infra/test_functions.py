@@ -11,7 +11,7 @@ from infra.config import load_stacks
 from infra.constants import CONTEXT_KEY
 from jwtkeys import names
 from jwtkeys.metrics_catalog import KEEPER_SERVICE, SIGNER_SERVICE
-from jwtkeys.settings import SignerSettings
+from jwtkeys.settings import KeeperSettings, SignerSettings
 from tests.infra.conftest import (
     DIRECT_CALLER,
     URL_CALLER,
@@ -84,6 +84,32 @@ def test_signer_environment_reads_back_as_the_configured_settings(dev: Template)
     }
     # Then the function's cold start reads exactly the settings synth built
     assert SignerSettings.from_environ(environ) == config.signer_settings()
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_keeper_environment_passes_the_keepers_cold_start(
+    dev: Template, prod: Template, stage: str
+) -> None:
+    # Given the stage as configured, and its keeper's environment as synthesized, where
+    # CloudFormation references (bucket, roles, secret) stand in for run-time values
+    config = next(c for c in load_stacks(assertion_context()[CONTEXT_KEY]) if c.stage == stage)
+    _, function = _function({"dev": dev, "prod": prod}[stage], "KeeperFunction")
+    environ = {
+        name: value if isinstance(value, str) else f"resolved-at-deploy:{name}"
+        for name, value in function["Environment"]["Variables"].items()
+        if name.startswith("JWTKEYS_")
+    }
+    # Then the keeper's own settings accept it and read the configured keyset back
+    settings = KeeperSettings.from_environ(environ)
+    assert (settings.keyset, settings.issuer, settings.rotation) == (
+        config.keyset,
+        config.issuer,
+        config.policy,
+    )
+    assert (settings.servicenow is None) == (config.servicenow is None)
+    if config.servicenow is not None and settings.servicenow is not None:
+        assert settings.servicenow.client_id == config.servicenow.client_id
+        assert settings.servicenow.canary_subject == config.servicenow.canary_subject
 
 
 def test_keeper_environment_names_bucket_cdn_roles_and_servicenow(prod: Template) -> None:
