@@ -18,7 +18,7 @@ import requests
 from jwtkeys.clock import SimulatedClock
 from jwtkeys.errors import JwtKeysError, ServiceNowError
 from jwtkeys.keys.key_state import ManagedKey
-from jwtkeys.servicenow.table_client import BACKOFF_MAX, MAX_RETRIES, MAX_RETRY_AFTER
+from jwtkeys.servicenow.retry import BACKOFF_MAX, MAX_RETRIES, MAX_RETRY_AFTER
 from jwtkeys.servicenow.target import ServiceNowTrustTarget
 from jwtkeys_tools.local.aws_endpoint import LocalAws
 from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator

@@ -11,6 +11,12 @@ from urllib3.response import HTTPResponse
 
 from jwtkeys.clock import SimulatedClock
 from jwtkeys.errors import ConfigurationError
+from jwtkeys.servicenow.retry import (
+    MAX_RETRIES,
+    MAX_RETRY_AFTER,
+    ClockRetry,
+    default_retry,
+)
 from jwtkeys.servicenow.secrets import (
     BasicCredentials,
     ClientCredentials,
@@ -18,12 +24,6 @@ from jwtkeys.servicenow.secrets import (
     parse_secret,
 )
 from jwtkeys.servicenow.sync import Ownership
-from jwtkeys.servicenow.table_client import (
-    MAX_RETRIES,
-    MAX_RETRY_AFTER,
-    ClockRetry,
-    default_retry,
-)
 
 KID = "yaORahsg7Sj4lEhcsTJ6QGSzswDjKyok7OmuwLUnq-Y"
 

@@ -28,7 +28,6 @@ requests, and jwtkeys does not depend on pysnc (the optional `jwtkeys[servicenow
 from __future__ import annotations
 
 import functools
-import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,12 +35,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
-from botocore.exceptions import BotoCoreError, ClientError
 from requests.cookies import extract_cookies_to_jar
 from requests.hooks import default_hooks
 
 from jwtkeys.clock import Clock, SystemClock
 from jwtkeys.errors import ConfigurationError, ServiceNowError
+from jwtkeys.servicenow.oauth import JWT_BEARER_GRANT, jwt_bearer_form, read_token_answer
+from jwtkeys.servicenow.secrets import AppCredentials, parse_app_credentials, read_secret_string
 from jwtkeys.signer.token_issuer import IssuedToken
 
 if TYPE_CHECKING:
@@ -54,7 +54,6 @@ __all__ = [
     "ServiceNowJwtBearerAuth",
 ]
 
-JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 DEFAULT_ACCESS_TOKEN_MARGIN = 60
 """Seconds before an access token's end at which it is exchanged for a new one."""
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -78,12 +77,6 @@ class FreshTokenSource(Protocol):
 class _AccessToken:
     value: str
     refresh_at: float
-
-
-@dataclass(frozen=True)
-class _ClientCredentials:
-    client_id: str
-    client_secret: str
 
 
 class ServiceNowJwtBearerAuth(requests.auth.AuthBase):
@@ -151,7 +144,7 @@ class ServiceNowJwtBearerAuth(requests.auth.AuthBase):
         self._secret_id = secret_id
         self._secrets_client = secrets_client
         self._credentials = (
-            _ClientCredentials(client_id, client_secret)
+            AppCredentials(client_id, client_secret)
             if client_id is not None and client_secret is not None
             else None
         )
@@ -205,12 +198,7 @@ class ServiceNowJwtBearerAuth(requests.auth.AuthBase):
         assertion = self._tokens.fresh_token(
             self._subject, audience, self._claims, self._ttl_seconds
         )
-        form = {
-            "grant_type": JWT_BEARER_GRANT,
-            "assertion": assertion.token,
-            "client_id": credentials.client_id,
-            "client_secret": credentials.client_secret,
-        }
+        form = jwt_bearer_form(credentials.client_id, credentials.client_secret, assertion.token)
         asked_at = self._clock.now()
         try:
             response = self._http.post(
@@ -229,27 +217,18 @@ class ServiceNowJwtBearerAuth(requests.auth.AuthBase):
                 f"{self.token_url} refused the JWT bearer grant (HTTP {response.status_code},"
                 f" jti {assertion.jti}, kid {assertion.kid}); the instance log has the reason"
             )
-        try:
-            document = response.json()
-            value = document["access_token"]
-            expires_in = document["expires_in"]
-        except (ValueError, KeyError, TypeError):
-            raise ServiceNowError(
-                f"{self.token_url} answered 200 without access_token and expires_in"
-            ) from None
-        if not isinstance(value, str) or not value or not _is_seconds(expires_in):
-            raise ServiceNowError(f"{self.token_url} answered a malformed access token")
-        lifetime = float(expires_in)
+        granted = read_token_answer(response, self.token_url, "JWT bearer", require_expiry=True)
+        lifetime = granted.expires_in
         # Measured from before the request: the token's life started no earlier.
         refresh_at = asked_at + lifetime - min(self._refresh_margin, lifetime / 2)
-        return _AccessToken(value, refresh_at)
+        return _AccessToken(granted.access_token, refresh_at)
 
-    def _client_credentials(self) -> _ClientCredentials:
+    def _client_credentials(self) -> AppCredentials:
         if self._credentials is None:
             self._credentials = self._credentials_from_secret()
         return self._credentials
 
-    def _credentials_from_secret(self) -> _ClientCredentials:
+    def _credentials_from_secret(self) -> AppCredentials:
         assert self._secret_id is not None
         client = self._secrets_client
         if client is None:
@@ -257,30 +236,11 @@ class ServiceNowJwtBearerAuth(requests.auth.AuthBase):
 
             client = self._secrets_client = boto3.client("secretsmanager")
         try:
-            secret = client.get_secret_value(SecretId=self._secret_id).get("SecretString")
-        except (ClientError, BotoCoreError) as error:
-            raise ConfigurationError(
-                f"secret {self._secret_id} could not be read: {error}"
-            ) from error
-        if not secret:
-            raise ConfigurationError(f"secret {self._secret_id} has no SecretString")
-        try:
-            document = json.loads(secret)
-        except ValueError:
-            document = None
-        if not isinstance(document, dict):
-            client_secret: object = secret  # the bare client secret
-            client_id: object = self._client_id
-        else:
-            client_secret = document.get("client_secret")
-            client_id = self._client_id or document.get("client_id")
-        if not isinstance(client_secret, str) or not client_secret:
-            raise ConfigurationError(f"secret {self._secret_id} holds no client_secret")
-        if not isinstance(client_id, str) or not client_id:
-            raise ConfigurationError(
-                f"no client_id: give client_id= or put it in secret {self._secret_id}"
-            )
-        return _ClientCredentials(client_id, client_secret)
+            text = read_secret_string(client, self._secret_id)
+        except ServiceNowError as error:
+            # The caller's own configuration (a secret name, its permissions).
+            raise ConfigurationError(str(error)) from None
+        return parse_app_credentials(text, self._secret_id, self._client_id)
 
     # -- one re-exchange on 401 -----------------------------------------------------
 

@@ -93,6 +93,51 @@ def parse_secret(text: str, secret_id: str) -> ServiceNowSecret:
     return ServiceNowSecret(credentials, app_secret)
 
 
+@dataclass(frozen=True)
+class AppCredentials:
+    """The client id and secret of the `oauth_jwt` application a JWT is exchanged with."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+def read_secret_string(client: SecretsManagerClient, secret_id: str) -> str:
+    """The SecretString of a secret; ServiceNowError names the secret and the AWS error code."""
+    try:
+        response = client.get_secret_value(SecretId=secret_id)
+    except (ClientError, BotoCoreError) as error:
+        raise ServiceNowError(
+            f"could not read the ServiceNow secret {secret_id}: {_error_code(error)}"
+        ) from None
+    text = response.get("SecretString")
+    if not text:
+        raise ConfigurationError(f"ServiceNow secret {secret_id} has no SecretString")
+    return text
+
+
+def parse_app_credentials(text: str, secret_id: str, client_id: str | None) -> AppCredentials:
+    """The application's credentials from a secret the callers' plug-in reads.
+
+    The secret is a JSON object with `client_secret` (and `client_id` when the caller
+    does not give it), or the bare client secret itself.
+    """
+    try:
+        document: Any = json.loads(text)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        client_secret: object = text  # the bare client secret
+        found_id: object = client_id
+    else:
+        client_secret = document.get("client_secret")
+        found_id = client_id or document.get("client_id")
+    if not isinstance(client_secret, str) or not client_secret:
+        raise ConfigurationError(f"secret {secret_id} holds no client_secret")
+    if not isinstance(found_id, str) or not found_id:
+        raise ConfigurationError(f"no client_id: give client_id= or put it in secret {secret_id}")
+    return AppCredentials(found_id, client_secret)
+
+
 class SecretSource:
     """Reads the secret once per `SECRET_CACHE_SECONDS` (on the injected clock)."""
 
@@ -115,15 +160,7 @@ class SecretSource:
         now = self._clock.now()
         if self._cached is not None and now - self._read_at < self._cache_seconds:
             return self._cached
-        try:
-            response = self._client.get_secret_value(SecretId=self.secret_id)
-        except (ClientError, BotoCoreError) as error:
-            raise ServiceNowError(
-                f"could not read the ServiceNow secret {self.secret_id}: {_error_code(error)}"
-            ) from None
-        text = response.get("SecretString")
-        if not text:
-            raise ConfigurationError(f"ServiceNow secret {self.secret_id} has no SecretString")
+        text = read_secret_string(self._client, self.secret_id)
         self._cached = parse_secret(text, self.secret_id)
         self._read_at = now
         return self._cached

@@ -99,6 +99,25 @@ class _KeyOutcome:
     expires_at: float = 0.0
 
 
+@dataclass(frozen=True)
+class _KeyRecords:
+    """What a reconcile found for one key: its owned records, and whether it was in step."""
+
+    key: ManagedKey
+    certificates: list[Record]
+    verifiers: list[Record]
+    known: bool
+
+
+def _verifier_to_keep(
+    verifiers: list[Record], usable: dict[str, CertificateFacts]
+) -> Record | None:
+    """The map to keep: one that already points at a usable certificate, else the first."""
+    pointing = [v for v in verifiers if v.get("sys_certificate") in usable]
+    candidates = pointing or verifiers
+    return candidates[0] if candidates else None
+
+
 class TrustSync:
     """Keeps one keyset's certificates and verifier maps equal to its published keys."""
 
@@ -224,61 +243,109 @@ class TrustSync:
     def _ensure(  # noqa: C901 (being split into named steps: issue 9)
         self, key: ManagedKey, app: Record, owned: OwnedRecords, now: float, report: TrustReport
     ) -> _KeyOutcome:
+        """One key's certificate and map, in named steps (each reads before it writes)."""
         outcome = _KeyOutcome()
-        kid = key.kid
-        public = spki(public_key_of(key))
-        certificates = owned.certificates.get(kid, [])
-        verifiers = owned.verifiers.get(kid, [])
-        known = kid in self._in_step
-        owned_ids = {record["sys_id"] for record in certificates}
+        records = _KeyRecords(
+            key=key,
+            certificates=owned.certificates.get(key.kid, []),
+            verifiers=owned.verifiers.get(key.kid, []),
+            known=key.kid in self._in_step,
+        )
+        usable = self._usable_certificates(records, now)
+        verifier = _verifier_to_keep(records.verifiers, usable)
+        target = verifier.get("sys_certificate", "") if verifier is not None else ""
+        chosen, expires_at, certificate_drift = self._ensure_certificate(
+            records, usable, target, verifier, now, report, outcome
+        )
+        outcome.expires_at = expires_at
+        self._repair_certificate_settings(records, chosen, report, outcome)
+        self._ensure_verifier(
+            records, verifier, app, chosen, target, certificate_drift, report, outcome
+        )
+        self._remove_leftovers(records, verifier, chosen, report, outcome)
+        return outcome
 
+    def _usable_certificates(self, records: _KeyRecords, now: float) -> dict[str, CertificateFacts]:
+        """Owned certificates of the key that certify its public key and are valid now."""
+        public = spki(public_key_of(records.key))
         usable: dict[str, CertificateFacts] = {}
-        for record in certificates:
+        for record in records.certificates:
             facts = read_certificate(record.get("pem_certificate", ""))
             if facts is not None and facts.public_key_der == public and facts.not_before <= now:
                 usable[record["sys_id"]] = facts
+        return usable
+
+    def _ensure_certificate(
+        self,
+        records: _KeyRecords,
+        usable: dict[str, CertificateFacts],
+        target: str,
+        verifier: Record | None,
+        now: float,
+        report: TrustReport,
+        outcome: _KeyOutcome,
+    ) -> tuple[str, float, bool]:
+        """The certificate the map should point at (created or renewed when needed).
+
+        Returns its sys_id, its expiry, and whether a missing or edited certificate was
+        drift.
+        """
+        kid = records.key.kid
         fresh = {
             sys_id: facts
             for sys_id, facts in usable.items()
             if facts.not_after - now >= self.lifetime.renew_before
         }
-        # The map to keep: one that already points at a usable certificate, else the first.
-        pointing = [v for v in verifiers if v.get("sys_certificate") in usable]
-        candidates = pointing or verifiers
-        verifier = candidates[0] if candidates else None
-        target = verifier.get("sys_certificate", "") if verifier is not None else ""
-        certificate_drift = False
         if target in fresh:
-            chosen = target
-        elif fresh:
+            return target, fresh[target].not_after, False
+        if fresh:
             # A renewal cut short before the map was repointed left a fresh certificate.
             chosen = max(fresh, key=lambda sys_id: fresh[sys_id].not_after)
+            return chosen, fresh[chosen].not_after, False
+        certificate_drift = False
+        if usable:
+            report.notes.append(f"renewed the certificate of {kid}")
+        elif records.certificates:
+            # Owned certificates exist but none certifies this key: edited by hand.
+            certificate_drift = True
+            report.notes.append(f"replaced an edited certificate of {kid}")
+        elif verifier is not None or records.known:
+            certificate_drift = True
+            report.notes.append(f"recreated the deleted certificate of {kid}")
         else:
-            if usable:
-                report.notes.append(f"renewed the certificate of {kid}")
-            elif certificates:
-                # Owned certificates exist but none certifies this key: edited by hand.
-                certificate_drift = True
-                report.notes.append(f"replaced an edited certificate of {kid}")
-            elif verifier is not None or known:
-                certificate_drift = True
-                report.notes.append(f"recreated the deleted certificate of {kid}")
-            else:
-                outcome.created += 1
-            created = self._create_certificate(key, now)
-            chosen = created["sys_id"]
-            made = read_certificate(created.get("pem_certificate", ""))
-            fresh[chosen] = made or CertificateFacts(public, now, now)
+            outcome.created += 1
         outcome.repaired += int(certificate_drift)
-        outcome.expires_at = fresh[chosen].not_after
-        kept = [c for c in certificates if c["sys_id"] == chosen]
-        for record in kept:
+        created = self._create_certificate(records.key, now)
+        made = read_certificate(created.get("pem_certificate", ""))
+        return created["sys_id"], made.not_after if made else now, certificate_drift
+
+    def _repair_certificate_settings(
+        self, records: _KeyRecords, chosen: str, report: TrustReport, outcome: _KeyOutcome
+    ) -> None:
+        """Put back the settings of the kept certificate when they were edited."""
+        kid = records.key.kid
+        for record in records.certificates:
+            if record["sys_id"] != chosen:
+                continue
             wrong = {f: v for f, v in CERTIFICATE_SETTINGS.items() if record.get(f) != v}
             if wrong:
                 self._update(CERTIFICATE_TABLE, kid, record, wrong)
                 outcome.repaired += 1
                 report.notes.append(f"repaired {sorted(wrong)} of the certificate of {kid}")
 
+    def _ensure_verifier(
+        self,
+        records: _KeyRecords,
+        verifier: Record | None,
+        app: Record,
+        chosen: str,
+        target: str,
+        certificate_drift: bool,
+        report: TrustReport,
+        outcome: _KeyOutcome,
+    ) -> None:
+        """Create the key's map, or set back what differs, pointing at `chosen`."""
+        kid = records.key.kid
         settings = {
             "name": servicenow_record_name(self.keyset, kid),
             "kid": kid,
@@ -288,33 +355,44 @@ class TrustSync:
         }
         if verifier is None:
             self._create(VERIFIER_TABLE, settings)
-            if known:
+            if records.known:
                 outcome.repaired += 1
                 report.notes.append(f"recreated the deleted verifier map of {kid}")
             else:
                 outcome.created += 1
-        else:
-            wrong = {f: v for f, v in settings.items() if verifier.get(f) != v}
-            if wrong:
-                self._update(VERIFIER_TABLE, kid, verifier, wrong)
-                # Repointing from one of our own certificates (renewal, or a replaced
-                # certificate already counted) is ours; any other change is drift.
-                repointed_from_ours = target in owned_ids or certificate_drift
-                if set(wrong) != {"sys_certificate"} or not repointed_from_ours:
-                    outcome.repaired += 1
-                    report.notes.append(f"repaired {sorted(wrong)} of the map of {kid}")
-        for extra in verifiers:
+            return
+        wrong = {f: v for f, v in settings.items() if verifier.get(f) != v}
+        if not wrong:
+            return
+        self._update(VERIFIER_TABLE, kid, verifier, wrong)
+        # Repointing from one of our own certificates (renewal, or a replaced
+        # certificate already counted) is ours; any other change is drift.
+        owned_ids = {record["sys_id"] for record in records.certificates}
+        repointed_from_ours = target in owned_ids or certificate_drift
+        if set(wrong) != {"sys_certificate"} or not repointed_from_ours:
+            outcome.repaired += 1
+            report.notes.append(f"repaired {sorted(wrong)} of the map of {kid}")
+
+    def _remove_leftovers(
+        self,
+        records: _KeyRecords,
+        verifier: Record | None,
+        chosen: str,
+        report: TrustReport,
+        outcome: _KeyOutcome,
+    ) -> None:
+        """Duplicate maps, then certificates no map points at (a renewal's predecessor)."""
+        kid = records.key.kid
+        for extra in records.verifiers:
             if extra is not verifier:
                 self._delete(VERIFIER_TABLE, kid, extra)
                 outcome.removed += 1
                 outcome.repaired += 1
                 report.notes.append(f"deleted a duplicate verifier map of {kid}")
-        # Certificates no map points at any more: a renewal's predecessor, edited copies.
-        for record in certificates:
+        for record in records.certificates:
             if record["sys_id"] != chosen:
                 self._delete(CERTIFICATE_TABLE, kid, record)
                 outcome.removed += 1
-        return outcome
 
     # -- writes (each re-checks ownership) ----------------------------------------------
 

@@ -1,157 +1,55 @@
-"""A small client for ServiceNow's Table API and its token endpoint, on requests + urllib3.
+"""A small client for ServiceNow's Table API, on requests + urllib3.
 
 Why not pysnc (ServiceNow's own client)? The keeper needs five calls (list, get,
-create, update, delete) on three tables and one form POST to `/oauth_token.do`. pysnc
+create, update, delete) on a few tables and one form POST to `/oauth_token.do`. pysnc
 would add a dependency (and its import time) to the Lambda layer for a GlideRecord
 abstraction we would not use; it has no retry policy of its own, queries the
 unversioned path (whose empty-list behaviour depends on the instance's default
-version), and its JWT auth does not do the documented `assertion` exchange (see
-docs/servicenow.md). `requests` and `urllib3` are already in the layer, and urllib3's
-`Retry` gives bounded retries with backoff, jitter and Retry-After without hand-rolled
-loops. pysnc stays a development/client-side extra.
+version), and its JWT auth does not do the documented `assertion` exchange. `requests`
+and `urllib3` are already in the layer. pysnc stays a development/client-side extra.
 
-Retries (urllib3 `Retry`, subclassed as `ClockRetry`):
-- 429, 500, 502, 503, 504 and connection errors are retried, at most `MAX_RETRIES`
-  times, with exponential backoff plus jitter; Retry-After is honoured. Other 4xx
-  answers are final.
-- GET, PUT, PATCH and DELETE are idempotent here (PATCH sets absolute values; a DELETE
-  retried after it took effect answers 404, which `delete` treats as done). POST
-  creates a record (or consumes a one-time `jti` at the token endpoint), so it is
-  retried only when the instance cannot have processed it: a 429, or a connection
-  that never opened. A POST that fails otherwise fails the tick; the next tick finds
-  what was (or was not) created and converges.
-- A Retry-After beyond `MAX_RETRY_AFTER` is not waited for: the tick fails and the
-  next one (minutes later) tries again, rather than a Lambda sleeping out its timeout.
-- urllib3 sleeps with `time.sleep`; `ClockRetry` overrides `sleep` to wait on the
-  injected `Clock`. That keeps "the clock is a parameter" true for retries too: on a
-  simulated clock the wait advances simulated time (tests and the demo do not stall,
-  and Retry-After is observably honoured), and on the system clock it is a real sleep.
-
-Values are read with `sysparm_exclude_reference_link=true` and no display values, so
-every field is a plain string (a reference is the referenced sys_id). Lists use the
-`v2` path, which answers an empty list (not 404) when nothing matches.
+The retry policy is `retry.py`'s; the token endpoint's forms and answers are
+`oauth.py`'s. Values are read with `sysparm_exclude_reference_link=true` and no display
+values, so every field is a plain string (a reference is the referenced sys_id). Lists
+use the `v2` path, which answers an empty list (not 404) when nothing matches.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase, HTTPBasicAuth
-from urllib3.connectionpool import ConnectionPool
-from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 from jwtkeys.clock import Clock
 from jwtkeys.errors import ServiceNowError
+from jwtkeys.servicenow.oauth import (
+    JWT_BEARER_GRANT,
+    TOKEN_PATH,
+    AccessGrant,
+    TokenRefused,
+    client_credentials_form,
+    jwt_bearer_form,
+    read_token_answer,
+)
+from jwtkeys.servicenow.retry import default_retry
 from jwtkeys.servicenow.secrets import BasicCredentials, SecretSource
+
+__all__ = ["JWT_BEARER_GRANT", "TOKEN_PATH", "Record", "TableClient", "TokenRefused"]
 
 LOGGER = logging.getLogger("jwtkeys.servicenow")
 
 CONNECT_TIMEOUT = 3.05
 READ_TIMEOUT = 10.0
-MAX_RETRIES = 4
-BACKOFF_FACTOR = 0.5
-BACKOFF_JITTER = 0.5
-BACKOFF_MAX = 8.0
-MAX_RETRY_AFTER = 30
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 PAGE_SIZE = 1000
-TOKEN_PATH = "/oauth_token.do"  # noqa: S105 (a path)
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # Renew a client-credentials access token this long before the instance says it ends.
 TOKEN_EXPIRY_MARGIN = 60
 
 Record = dict[str, str]
-
-_DIGITS = re.compile(r"\A\s*[0-9]+\s*\Z")
-
-
-class TokenRefused(ServiceNowError):
-    """The token endpoint refused a grant (401); the real reason is in the instance's log."""
-
-    code = "TokenRefused"
-
-
-class ClockRetry(Retry):
-    """urllib3's Retry, waiting on the injected clock and never retrying an unsafe POST."""
-
-    def __init__(self, *args: Any, clock: Clock | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.clock = clock
-
-    def new(self, **kw: Any) -> Self:
-        """urllib3 builds a fresh Retry per attempt: carry the clock along."""
-        retry = super().new(**kw)
-        retry.clock = self.clock
-        return retry
-
-    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
-        """urllib3's rule, except that a POST is resent only after a 429."""
-        if method.upper() == "POST":
-            # A 429 means the instance refused before doing anything: safe to resend.
-            return status_code == 429 and super().is_retry("GET", status_code, has_retry_after)
-        return super().is_retry(method, status_code, has_retry_after)
-
-    def increment(
-        self,
-        method: str | None = None,
-        url: str | None = None,
-        response: BaseHTTPResponse | None = None,
-        error: Exception | None = None,
-        _pool: ConnectionPool | None = None,
-        _stacktrace: Any = None,
-    ) -> Self:
-        """urllib3's count, except that a Retry-After beyond the bound ends the retries."""
-        if response is not None:
-            asked = response.headers.get("Retry-After")
-            if asked is not None and _DIGITS.match(asked) and int(asked) > self.retry_after_max:
-                # Waiting that long would outlast the tick: give up now (urllib3 then
-                # returns this response, and the caller reports the rate limit).
-                exhausted = self.new(total=0)
-                # Retry's own increment (not ours again): it finds the budget spent.
-                return Retry.increment(exhausted, method, url, response, error, _pool, _stacktrace)
-        return super().increment(method, url, response, error, _pool, _stacktrace)
-
-    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
-        """Wait the Retry-After or the backoff on the injected clock (never time.sleep)."""
-        if self.clock is None:
-            super().sleep(response)
-            return
-        if self.respect_retry_after_header and response is not None:
-            retry_after = self.get_retry_after(response)
-            if retry_after:
-                self.clock.sleep(retry_after)
-                return
-        backoff = self.get_backoff_time()
-        if backoff > 0:
-            self.clock.sleep(backoff)
-
-
-def default_retry(clock: Clock) -> ClockRetry:
-    """The retry policy of the module docstring."""
-    return ClockRetry(
-        total=MAX_RETRIES,
-        connect=MAX_RETRIES,
-        read=MAX_RETRIES,
-        status=MAX_RETRIES,
-        other=0,
-        redirect=0,
-        allowed_methods=frozenset({"GET", "PUT", "PATCH", "DELETE"}),
-        status_forcelist=RETRY_STATUSES,
-        backoff_factor=BACKOFF_FACTOR,
-        backoff_jitter=BACKOFF_JITTER,
-        backoff_max=BACKOFF_MAX,
-        retry_after_max=MAX_RETRY_AFTER,
-        respect_retry_after_header=True,
-        raise_on_status=False,
-        raise_on_redirect=False,
-        clock=clock,
-    )
 
 
 class _BearerAuth(AuthBase):
@@ -255,34 +153,14 @@ class TableClient:
 
     def exchange_jwt_bearer(self, client_id: str, client_secret: str, assertion: str) -> str:
         """Exchange a JWT for an access token (the documented form); TokenRefused on 401."""
-        form = {
-            "grant_type": JWT_BEARER,
-            "assertion": assertion,
-            "client_id": client_id,
-            "client_secret": client_secret,
-        }
-        return self._token_request(form, "jwt-bearer")["access_token"]
+        form = jwt_bearer_form(client_id, client_secret, assertion)
+        return self._token_request(form, "jwt-bearer").access_token
 
     # -- plumbing ---------------------------------------------------------------------
 
-    def _token_request(self, form: Mapping[str, str], grant: str) -> dict[str, str]:
+    def _token_request(self, form: Mapping[str, str], grant: str) -> AccessGrant:
         response = self._send("POST", self.instance_url + TOKEN_PATH, data=form, auth=None)
-        if response.status_code == 401:
-            raise TokenRefused(f"{TOKEN_PATH} refused the {grant} grant (HTTP 401)")
-        if response.status_code != 200:
-            raise ServiceNowError(
-                f"{TOKEN_PATH} answered HTTP {response.status_code} to the {grant} grant"
-                f"{_retry_after_note(response)}"
-            )
-        body = _json(response, TOKEN_PATH)
-        token = body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise ServiceNowError(f"{TOKEN_PATH} answered 200 without an access_token")
-        expires_in = body.get("expires_in", 0)
-        return {
-            "access_token": token,
-            "expires_in": str(expires_in if isinstance(expires_in, int) else 0),
-        }
+        return read_token_answer(response, TOKEN_PATH, grant)
 
     def _auth(self) -> AuthBase:
         credentials = self._secret.get().credentials
@@ -291,15 +169,11 @@ class TableClient:
         now = self._clock.now()
         if self._access_token is None or now >= self._token_expires_at:
             granted = self._token_request(
-                {
-                    "grant_type": "client_credentials",
-                    "client_id": credentials.client_id,
-                    "client_secret": credentials.client_secret,
-                },
+                client_credentials_form(credentials.client_id, credentials.client_secret),
                 "client_credentials",
             )
-            self._access_token = granted["access_token"]
-            self._token_expires_at = now + max(0, int(granted["expires_in"]) - TOKEN_EXPIRY_MARGIN)
+            self._access_token = granted.access_token
+            self._token_expires_at = now + max(0.0, granted.expires_in - TOKEN_EXPIRY_MARGIN)
         return _BearerAuth(self._access_token)
 
     def _call(
