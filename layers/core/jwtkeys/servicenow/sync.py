@@ -240,7 +240,7 @@ class TrustSync:
             report.removed += self._delete_all(CERTIFICATE_TABLE, kid, records)
         return report
 
-    def _ensure(  # noqa: C901 (being split into named steps: issue 9)
+    def _ensure(
         self, key: ManagedKey, app: Record, owned: OwnedRecords, now: float, report: TrustReport
     ) -> _KeyOutcome:
         """One key's certificate and map, in named steps (each reads before it writes)."""
