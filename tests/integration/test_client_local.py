@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,7 +142,16 @@ def test_fresh_tokens_are_each_signed(client: TokenClient, local_aws: LocalAws) 
 
 
 @pytest.fixture
-def signer_env(stack: LocalStack, local_aws_env: LocalAws, monkeypatch: pytest.MonkeyPatch) -> None:
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where local commands look for `local up`'s state (none there) and write their log."""
+    monkeypatch.setenv("JWTKEYS_LOCAL_STATE", str(tmp_path / "local.json"))
+    return tmp_path
+
+
+@pytest.fixture
+def signer_env(
+    stack: LocalStack, local_aws_env: LocalAws, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The signing function's environment, and boto3 pointed at the local endpoint."""
     stack.keeper_service().handle({"action": "tick"})
     for name, value in stack.signer_env().items():
@@ -169,6 +179,23 @@ def test_sign_cli_local_prints_a_token_that_verifies(
     assert claims["jti"] == answer["jti"]
 
 
+def test_sign_cli_local_sends_the_functions_metrics_to_the_log_unless_asked(
+    signer_env: None, state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["sign", "--local", "--subject", "svc-orders", "--audience", AUDIENCE]
+    assert cli_main(args) == 0
+    out = capsys.readouterr()
+    assert '"_aws"' not in out.out + out.err
+    log = (state_dir / "functions.log").read_text()
+    assert '"TokensIssued"' in log
+    # Asked for: the EMF blob on stderr, stdout still the JSON alone
+    assert cli_main([*args, "--show-metrics"]) == 0
+    shown = capsys.readouterr()
+    assert '"_aws"' in shown.err
+    assert set(json.loads(shown.out)) == {"token", "kid", "alg", "jti", "expires_at"}
+    assert (state_dir / "functions.log").read_text() == log
+
+
 def test_sign_cli_local_refusal_is_one_line(
     signer_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -183,7 +210,10 @@ def test_sign_cli_local_refusal_is_one_line(
 
 
 def test_sign_cli_local_without_signer_settings_is_bad_usage(
-    local_aws_env: LocalAws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    local_aws_env: LocalAws,
+    state_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.delenv("JWTKEYS_KEYSET", raising=False)
     with pytest.raises(SystemExit) as exited:
