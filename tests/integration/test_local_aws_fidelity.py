@@ -1,9 +1,9 @@
 """The local AWS endpoint behaves like AWS where jwtkeys depends on it.
 
 Every test talks to the endpoint over real HTTP through boto3, and its docstring states
-the AWS behaviour it pins. Some pin fixes of moto 5.2 (`jwtkeys_tools.local.moto_fixes`, the
-S3-only port), others pin what moto already does like AWS: a moto upgrade that changes
-any of it fails here, loudly.
+the AWS behaviour it pins. Some pin fixes of moto 5.2
+(`jwtkeys_tools.local.aws_server.kms_fixes`, the S3-only port), others pin what moto
+already does like AWS: a moto upgrade that changes any of it fails here, loudly.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ then gives callers what they need to point unchanged code at it: `endpoint_url` 
 service; export it as `AWS_ENDPOINT_URL` via `env()`), `s3_public_url` (S3 only, for
 anonymous plain-HTTP fetches of published documents), and a control API to count
 calls, inject faults and wipe state. boto3 and botocore are never patched: the KMS
-fidelity fixes live in the server process (see `moto_fixes`).
+fidelity fixes live in the server process (see `aws_server.kms_fixes`).
 """
 
 from __future__ import annotations
