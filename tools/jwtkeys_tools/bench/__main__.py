@@ -33,7 +33,8 @@ from jwtkeys.verify.token import verify_token
 from jwtkeys_tools.local.aws_endpoint import LocalAws
 from jwtkeys_tools.local.stack import LocalKeysetConfig, LocalStack
 
-ROOT = Path(__file__).resolve().parents[4]
+# tools/jwtkeys_tools/bench/__main__.py -> the project root.
+ROOT = Path(__file__).resolve().parents[3]
 RESULTS = ROOT / "bench" / "results.json"
 # Medians of ~10 ms samples whose spread is milliseconds: many samples keep the
 # difference of the two medians (the overhead) from drowning in noise.
