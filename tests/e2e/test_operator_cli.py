@@ -95,6 +95,20 @@ def test_status_lists_the_current_and_standby_keys(local_up: dict[str, str]) -> 
     assert [row["signing"] for row in rows if row["state"] == "current"] == [True]
 
 
+def test_status_timeline_draws_the_local_keys(local_up: dict[str, str], tmp_path: Path) -> None:
+    rows = json.loads(_run(local_up, "status", "--local", "--json").stdout)
+    svg = tmp_path / "timeline.svg"
+    drawn = _run(local_up, "status", "--timeline", "--local", "--since", "1h", "--out", str(svg))
+    assert drawn.returncode == 0, drawn.stderr
+    for row in rows:
+        assert row["kid"][:10] in drawn.stdout
+        assert f'id="bar-{row["state"]}-{row["kid"]}-' in svg.read_text()
+    assert "legend:" in drawn.stdout
+    refused = _run(local_up, "status", "--timeline", "--local", "--since", "a while")
+    assert refused.returncode == 2
+    assert "duration" in refused.stderr
+
+
 def test_rotate_waits_without_force_and_revoke_refuses_an_unknown_kid(
     local_up: dict[str, str],
 ) -> None:
