@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import time
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from jwtkeys import metrics_catalog as catalog
 from jwtkeys.clock import SimulatedClock
 from jwtkeys_tools.cli import main
+from jwtkeys_tools.local.aws_endpoint import LocalAws
 from jwtkeys_tools.local.stack import LocalStack
-from jwtkeys_tools.timeline.model import build_timeline, tokens_per_hour
-from jwtkeys_tools.timeline.sources import keeper_histories
+from jwtkeys_tools.timeline.model import HOUR, build_timeline, tokens_per_hour
+from jwtkeys_tools.timeline.sources import cloudwatch_tokens, keeper_histories
 from jwtkeys_tools.timeline.svg import STATE_COLOURS, write_svg
 
 from ..stack_fixtures import FAST_POLICY
@@ -70,3 +74,40 @@ def test_a_rotation_a_retirement_and_a_revocation_drawn_from_the_registry(
         assert key.kid[:10] in printed
     assert out.read_bytes() == svg.read_bytes()
     assert main(["status", "--timeline", "--since", "soon", "--from-demo", str(tmp_path)]) == 2
+
+
+def test_tokens_per_hour_come_from_tokens_issued_by_kid(local_aws: LocalAws) -> None:
+    cloudwatch = local_aws.client("cloudwatch")
+    now = time.time()
+    hour = int(now // HOUR) * HOUR
+    base = [
+        {"Name": "keyset", "Value": "orders"},
+        {"Name": "service", "Value": catalog.SIGNER_SERVICE},
+    ]
+    for kid, at, count in (
+        ("kid-a", hour - HOUR + 10, 3),
+        ("kid-a", hour + 5, 2),
+        ("kid-b", hour, 4),
+    ):
+        cloudwatch.put_metric_data(
+            Namespace=catalog.TOKENS_ISSUED_BY_KID.namespace,
+            MetricData=[
+                {
+                    "MetricName": catalog.TOKENS_ISSUED_BY_KID.name,
+                    "Dimensions": [*base, {"Name": "kid", "Value": kid}],
+                    "Timestamp": datetime.fromtimestamp(at, tz=UTC),
+                    "Value": count,
+                    "Unit": "Count",
+                }
+            ],
+        )
+    # The keyset-wide series (no kid) and another keyset's are not a key's tokens.
+    for dimensions in (base, [{"Name": "keyset", "Value": "other"}, *base[1:]]):
+        cloudwatch.put_metric_data(
+            Namespace=catalog.TOKENS_ISSUED.namespace,
+            MetricData=[{"MetricName": "TokensIssued", "Dimensions": dimensions, "Value": 9}],
+        )
+
+    tokens = cloudwatch_tokens(cloudwatch, "orders", now - 2 * HOUR, now + 60)
+
+    assert tokens == {"kid-a": {hour - HOUR: 3, hour: 2}, "kid-b": {hour: 4}}
