@@ -8,8 +8,11 @@ Context layout (`cdk.json` -> `context.jwtkeys`)::
         "policy": {...},                        # RotationPolicy: algorithm, key_spec, timings
         "default_ttl": 300,
         "allowed_audiences": ["..."], "allowed_subjects": ["svc-*"],
-        "direct_invoke_principals": ["arn:aws:iam::111122223333:role/batch"],
-        "function_url_callers": {"<principal ARN>": {"subjects": [...], "audiences": [...]}},
+        "layout": "same_account" | "dedicated_signer_account",
+        "function_url_callers": {"<principal ARN>": {"subjects": [...], "audiences": [...],
+                                                     "claims": {"roles": ["reader"], "x": null}}},
+        "direct_invoke": null | {"claims": {...}},   # off unless a stage turns it on
+        "direct_invoke_principals": ["arn:aws:iam::111122223333:role/batch"],  # needs it on
         "servicenow": null | {"instance": "https://x.service-now.com", "secret_name": "...",
                               "client_id": "...", "canary_subject": "..."},
         "alarm_emails": ["secops@example.com"],
@@ -38,9 +41,16 @@ from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.names import check_keyset_name
 from jwtkeys.servicenow.keyset_rule import check_servicenow_keyset
 from jwtkeys.settings import SignerSettings
-from jwtkeys.signer.policy import Allowlist, SigningPolicy
-from jwtkeys.signer.policy import CallerRule as SignerCallerRule
+from jwtkeys.signer.policy import DirectInvoke, SigningPolicy
 from jwtkeys.signer.policy import default_ttl as default_ttl_for
+from jwtkeys.signer.rules import (
+    Allowlist,
+    CallerRule,
+    check_principal,
+    parse_caller_rules,
+    parse_claim_rules,
+    principal_account,
+)
 from jwtkeys.verify.authorizer import (
     DEFAULT_CACHE_TTL_SECONDS,
     DEFAULT_LEEWAY_SECONDS,
@@ -51,7 +61,6 @@ from jwtkeys.verify.authorizer import (
 
 from .constants import CONTEXT_KEY, DEFAULT_RUNBOOK_URL, STACK_NAME_PREFIX
 
-_PRINCIPAL_PATTERN = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:[A-Za-z0-9+=,.@_/:-]+$")
 _EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DOMAIN_PATTERN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _ACM_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[A-Za-z0-9-]+$")
@@ -64,6 +73,8 @@ _STACK_KEYS = frozenset(
         "default_ttl",
         "allowed_audiences",
         "allowed_subjects",
+        "layout",
+        "direct_invoke",
         "direct_invoke_principals",
         "function_url_callers",
         "servicenow",
@@ -77,15 +88,10 @@ _STACK_KEYS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class CallerRule:
-    """What one Function URL caller may ask for."""
-
-    subjects: tuple[str, ...]
-    audiences: tuple[str, ...]
-
-    def to_mapping(self) -> dict[str, list[str]]:
-        return {"subjects": list(self.subjects), "audiences": list(self.audiences)}
+# Where the signer lives relative to its callers (docs/deploy.md, "Choosing a layout").
+SAME_ACCOUNT = "same_account"
+DEDICATED_SIGNER_ACCOUNT = "dedicated_signer_account"
+LAYOUTS = (SAME_ACCOUNT, DEDICATED_SIGNER_ACCOUNT)
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,9 @@ class KeysetConfig:
     allowed_subjects: tuple[str, ...]
     direct_invoke_principals: tuple[str, ...] = ()
     function_url_callers: Mapping[str, CallerRule] = field(default_factory=dict)
+    # None: a direct invoke is refused by the function (the default).
+    direct_invoke: DirectInvoke | None = None
+    layout: str = SAME_ACCOUNT
     servicenow: ServiceNowConfig | None = None
     alarm_emails: tuple[str, ...] = ()
     custom_domain: CustomDomain | None = None
@@ -157,10 +166,8 @@ class KeysetConfig:
                 allowed_audiences=Allowlist(self.allowed_audiences),
                 default_ttl=self.default_ttl,
                 max_token_ttl=self.policy.max_token_ttl,
-                caller_rules={
-                    arn: SignerCallerRule(Allowlist(rule.subjects), Allowlist(rule.audiences))
-                    for arn, rule in sorted(self.function_url_callers.items())
-                },
+                caller_rules=dict(sorted(self.function_url_callers.items())),
+                direct_invoke=self.direct_invoke,
             ),
         )
 
@@ -223,7 +230,7 @@ def _load_stack(stage: str, values: object) -> KeysetConfig:
         raise ConfigurationError(
             f"{where}.default_ttl {default_ttl} exceeds policy.max_token_ttl {policy.max_token_ttl}"
         )
-    principals = _principals(values.get("direct_invoke_principals", []), where)
+    access = _signer_access(values, where)
     servicenow = _servicenow(values.get("servicenow"), where)
     issuer = _string(values, "issuer", where)
     if servicenow is not None:
@@ -246,14 +253,16 @@ def _load_stack(stage: str, values: object) -> KeysetConfig:
         default_ttl=default_ttl,
         allowed_audiences=_strings(values.get("allowed_audiences"), f"{where}.allowed_audiences"),
         allowed_subjects=_strings(values.get("allowed_subjects"), f"{where}.allowed_subjects"),
-        direct_invoke_principals=principals,
-        function_url_callers=_callers(values.get("function_url_callers", {}), where),
+        direct_invoke_principals=access.direct_invoke_principals,
+        function_url_callers=access.function_url_callers,
+        direct_invoke=access.direct_invoke,
+        layout=access.layout,
         servicenow=servicenow,
         alarm_emails=_emails(values.get("alarm_emails", []), where),
         custom_domain=_custom_domain(values.get("custom_domain"), where),
         runbook_url=_optional_string(values, "runbook_url", where) or DEFAULT_RUNBOOK_URL,
         authorizer=_authorizer(values.get("authorizer"), policy, where),
-        account=_optional_string(values, "account", where),
+        account=access.account,
         region=_optional_string(values, "region", where),
     )
 
@@ -301,34 +310,77 @@ def _strings(value: object, where: str, *, allow_empty: bool = False) -> tuple[s
     return tuple(value)
 
 
-def _principals(value: object, where: str) -> tuple[str, ...]:
-    principals = _strings(value, f"{where}.direct_invoke_principals", allow_empty=True)
-    for arn in principals:
-        _check_principal(arn, f"{where}.direct_invoke_principals")
-    return principals
+@dataclass(frozen=True)
+class _SignerAccess:
+    """Who reaches the signer how: the settings that must be judged together."""
+
+    direct_invoke_principals: tuple[str, ...]
+    function_url_callers: Mapping[str, CallerRule]
+    direct_invoke: DirectInvoke | None
+    layout: str
+    account: str | None
 
 
-def _check_principal(arn: str, where: str) -> None:
-    if not _PRINCIPAL_PATTERN.match(arn):
-        raise ConfigurationError(f"{where}: {arn!r} is not an IAM or STS principal ARN")
-
-
-def _callers(value: object, where: str) -> dict[str, CallerRule]:
-    if not isinstance(value, Mapping):
-        raise ConfigurationError(f"{where}.function_url_callers must be an object")
-    callers: dict[str, CallerRule] = {}
-    for arn, rule in value.items():
-        rule_where = f"{where}.function_url_callers[{arn!r}]"
-        _check_principal(str(arn), rule_where)
-        if not isinstance(rule, Mapping) or set(rule) != {"subjects", "audiences"}:
-            raise ConfigurationError(
-                f"{rule_where} must be {{'subjects': [...], 'audiences': [...]}}"
-            )
-        callers[str(arn)] = CallerRule(
-            subjects=_strings(rule["subjects"], f"{rule_where}.subjects"),
-            audiences=_strings(rule["audiences"], f"{rule_where}.audiences"),
+def _signer_access(values: Mapping[str, Any], where: str) -> _SignerAccess:
+    principals = _principals(values.get("direct_invoke_principals", []), where)
+    direct_invoke = _direct_invoke(values.get("direct_invoke"), where)
+    if principals and direct_invoke is None:
+        raise ConfigurationError(
+            f"{where}.direct_invoke_principals needs direct_invoke turned on ({{}} or"
+            " {'claims': {...}}): with it off the function refuses every direct invoke"
         )
-    return callers
+    callers = parse_caller_rules(
+        values.get("function_url_callers", {}), f"{where}.function_url_callers"
+    )
+    layout = values.get("layout", SAME_ACCOUNT)
+    if layout not in LAYOUTS:
+        raise ConfigurationError(f"{where}.layout must be one of {', '.join(LAYOUTS)}")
+    account = _optional_string(values, "account", where)
+    if layout == DEDICATED_SIGNER_ACCOUNT:
+        _check_dedicated_layout(where, account, callers, direct_invoke, principals)
+    return _SignerAccess(principals, callers, direct_invoke, str(layout), account)
+
+
+def _principals(value: object, where: str) -> tuple[str, ...]:
+    setting = f"{where}.direct_invoke_principals"
+    return tuple(
+        check_principal(arn, setting) for arn in _strings(value, setting, allow_empty=True)
+    )
+
+
+def _direct_invoke(value: object, where: str) -> DirectInvoke | None:
+    setting = f"{where}.direct_invoke"
+    if value is None or value is False:
+        return None
+    if value is True:
+        return DirectInvoke()
+    if not isinstance(value, Mapping) or set(value) - {"claims"}:
+        raise ConfigurationError(f"{setting} must be null, true or {{'claims': {{...}}}}")
+    return DirectInvoke(claims=parse_claim_rules(value.get("claims", {}), f"{setting}.claims"))
+
+
+def _check_dedicated_layout(
+    where: str,
+    account: str | None,
+    callers: Mapping[str, CallerRule],
+    direct_invoke: DirectInvoke | None,
+    principals: Sequence[str],
+) -> None:
+    # In its own account the signer is reached only through its resource policy, whose
+    # statements all carry lambda:InvokedViaFunctionUrl: no caller can invoke it directly,
+    # so none can forge a Function URL event. A direct-invoke path would undo exactly that.
+    if direct_invoke is not None or principals:
+        raise ConfigurationError(
+            f"{where}: layout {DEDICATED_SIGNER_ACCOUNT} serves callers only through the"
+            " Function URL; remove direct_invoke and direct_invoke_principals"
+        )
+    if account is not None:
+        inside = sorted(arn for arn in callers if principal_account(arn) == account)
+        if inside:
+            raise ConfigurationError(
+                f"{where}: layout {DEDICATED_SIGNER_ACCOUNT} keeps callers out of the signer's"
+                f" account {account}, but {', '.join(inside)} is in it"
+            )
 
 
 def _servicenow(value: object, where: str) -> ServiceNowConfig | None:

@@ -113,6 +113,9 @@ class KeysetStack(Stack):
             "KeeperFailureQueueUrl": self.keeper.failure_queue.queue_url,
             "AlarmTopicArn": self.monitoring.topic.topic_arn,
         }
+        if self.signer.invoke_guard is not None:
+            # Same-account stages: the SCP / permissions-boundary statement (invoke_guard.py).
+            outputs["SignerInvokeGuardStatement"] = self.signer.invoke_guard
         if self.authorizer is not None:
             outputs["AuthorizerFunctionArn"] = self.authorizer.function.function_arn
         if self.keeper.secret:

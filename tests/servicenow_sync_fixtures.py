@@ -129,6 +129,8 @@ def make_stack(
             allowed_subjects=("*@jwtkeys.test",),
             allowed_audiences=(CLIENT_ID,),
             servicenow_env=env,
+            # The tests sign with direct invokes, as a stage with the path on would.
+            direct_invoke_claims={},
         ),
         clock,
     )

@@ -41,6 +41,8 @@ def stack(local_aws: LocalAws, clock: SimulatedClock) -> LocalStack:
             policy=FAST_POLICY,
             allowed_subjects=("svc-*", "integration"),
             allowed_audiences=("client-test",),
+            # Most tests sign with direct invokes; a test of the default turns it off.
+            direct_invoke_claims={},
         ),
         clock,
     )

@@ -51,6 +51,7 @@ def assertion_context() -> dict[str, Any]:
     context = copy.deepcopy(cdk_json_context())
     stacks = context["jwtkeys"]["stacks"]
     stacks["dev"] |= {
+        "direct_invoke": {"claims": {"batch_id": True}},
         "direct_invoke_principals": [DIRECT_CALLER],
         "function_url_callers": {URL_CALLER: URL_CALLER_RULE},
         "alarm_emails": [ALARM_EMAIL],

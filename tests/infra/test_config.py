@@ -11,6 +11,7 @@ from aws_cdk import App
 from infra.config import load_stacks
 from infra.stack import build_app
 from jwtkeys.errors import ConfigurationError, UnsafePolicy
+from jwtkeys.settings import SignerSettings
 from tests.infra.conftest import cdk_json_context
 
 
@@ -43,6 +44,9 @@ def test_unsafe_policy_fails_synth_with_the_lifecycle_message() -> None:
     assert "grace >= signer_cache_ttl + max_token_ttl + clock_skew + tick_interval fails" in message
 
 
+RULE = {"subjects": ["svc-a"], "audiences": ["jwtkeys-dev-client-id"]}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -59,7 +63,50 @@ def test_unsafe_policy_fails_synth_with_the_lifecycle_message() -> None:
         ),
         (
             {"function_url_callers": {"arn:aws:iam::111122223333:role/x": {"subjects": ["a"]}}},
-            "'subjects': [...], 'audiences': [...]",
+            "{subjects, audiences, claims?}",
+        ),
+        # Signer access (issue: direct invoke bypassed per-caller rules)
+        (
+            {"function_url_callers": {"arn:aws:iam::111122223333:root": RULE}},
+            "account root",
+        ),
+        ({"direct_invoke_principals": ["arn:aws:iam::111122223333:root"]}, "account root"),
+        (
+            {"direct_invoke_principals": ["arn:aws:iam::111122223333:role/batch"]},
+            "needs direct_invoke turned on",
+        ),
+        ({"direct_invoke": "yes"}, "must be null, true or"),
+        ({"direct_invoke": {"claims": {"email": True}}}, "names an identity"),
+        ({"direct_invoke": {"claims": {"\u0130ss": True}}}, "printable ASCII"),
+        (
+            {
+                "function_url_callers": {
+                    "arn:aws:iam::111122223333:role/x": RULE | {"claims": {"Sub": True}}
+                }
+            },
+            "reserved",
+        ),
+        (
+            {
+                "function_url_callers": {
+                    "arn:aws:iam::111122223333:role/x": RULE | {"claims": {"act": ["x"]}}
+                }
+            },
+            "identity",
+        ),
+        ({"direct_invoke": {"claims": {"trace": None}}}, "must be true (any value) or a list"),
+        ({"layout": "shared"}, "layout must be one of"),
+        (
+            {"layout": "dedicated_signer_account", "direct_invoke": {}},
+            "remove direct_invoke",
+        ),
+        (
+            {
+                "layout": "dedicated_signer_account",
+                "account": "111122223333",
+                "function_url_callers": {"arn:aws:iam::111122223333:role/x": RULE},
+            },
+            "keeps callers out of the signer's account 111122223333",
         ),
     ],
 )
@@ -127,3 +174,26 @@ def test_jwks_url_trust_is_accepted() -> None:
     servicenow = load_stacks(context)[1].servicenow
     assert servicenow is not None
     assert servicenow.trust == "jwks_url"
+
+
+def test_a_role_with_a_path_and_claims_reaches_the_signers_environment() -> None:
+    context = _jwtkeys_context()
+    role = "arn:aws:iam::111122223333:role/teams/payments/payments-api"
+    rule = RULE | {"claims": {"roles": ["reader"], "trace": True}}
+    context["stacks"]["dev"] |= {"function_url_callers": {role: rule}, "direct_invoke": True}
+    (dev, _) = load_stacks(context)
+    settings = SignerSettings.from_environ(dev.signer_settings().to_environ())
+    assert settings.policy.caller_rules[role].to_mapping() == rule
+    assert settings.policy.direct_invoke is not None
+    assert settings.policy.direct_invoke.claims == {}
+
+
+def test_direct_invoke_is_off_unless_the_stage_turns_it_on() -> None:
+    for config in load_stacks(_jwtkeys_context()):
+        assert config.direct_invoke is None
+        assert config.signer_settings().policy.direct_invoke is None
+
+
+def test_the_example_production_stage_uses_a_dedicated_signer_account() -> None:
+    configs = {config.stage: config for config in load_stacks(_jwtkeys_context())}
+    assert configs["prod"].layout == "dedicated_signer_account"

@@ -129,7 +129,11 @@ def _serve(service: SignService, seen: list[dict[str, Any]]) -> ThreadingHTTPSer
 def function_url(stack: LocalStack) -> Iterator[FunctionUrl]:
     """The keyset's signing function behind a local Function URL (keys bootstrapped)."""
     stack.config.caller_rules = {
-        ORDERS_ROLE: {"subjects": ["svc-orders"], "audiences": [AUDIENCE]},
+        ORDERS_ROLE: {
+            "subjects": ["svc-orders"],
+            "audiences": [AUDIENCE],
+            "claims": {"order": True},
+        },
     }
     stack.keeper_service().handle({"action": "tick"})
     seen: list[dict[str, Any]] = []

@@ -28,6 +28,7 @@ KMS_SIGN = ("kms", "Sign")
 @pytest.fixture
 def client(stack: LocalStack, clock: SimulatedClock) -> TokenClient:
     """A TokenClient over the keyset's signing service, keys bootstrapped."""
+    stack.config.direct_invoke_claims = {"scope": ["orders.*"], "tenant": True}
     stack.keeper_service().handle({"action": "tick"})
     return TokenClient(LocalInvoker(stack.sign_service()), clock=clock)
 

@@ -51,6 +51,7 @@ def _prepare(aws: LocalAws, start: float) -> RotationScenario:
             issuer="client-matrix",
             policy=FAST_POLICY,
             allowed_audiences=("client-matrix",),
+            direct_invoke_claims={},
         ),
         clock,
     )

@@ -33,6 +33,7 @@ CALLER = "arn:aws:iam::123456789012:role/orders"
 def signer(stack: LocalStack, local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """A bootstrapped keyset and a cold-started signing handler."""
     stack.config.caller_rules = {CALLER: {"subjects": ["svc-orders"], "audiences": ["client-test"]}}
+    stack.config.direct_invoke_claims = {"role": ["reader", "writer"]}
     stack.keeper_service().handle({"action": "tick"})
     return load_handler("sign", {**local_aws.env(), **stack.signer_env()}, monkeypatch)
 
@@ -375,6 +376,7 @@ def test_emf_output_matches_the_catalog(
 
 
 def test_logs_carry_caller_kid_and_jti_never_the_token_or_claim_values(stack: LocalStack) -> None:
+    stack.config.direct_invoke_claims = {"secret_value": True}
     stack.keeper_service().handle({"action": "tick"})
     stream = io.StringIO()
     service = SignService.create(

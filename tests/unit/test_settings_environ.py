@@ -9,7 +9,8 @@ import pytest
 from jwtkeys import names
 from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.settings import KeeperSettings, ServiceNowSettings, SignerSettings
-from jwtkeys.signer.policy import Allowlist, CallerRule, SigningPolicy
+from jwtkeys.signer.policy import SigningPolicy
+from jwtkeys.signer.rules import Allowlist, CallerRule
 
 ROTATION = RotationPolicy(algorithm="ES256", key_spec="ECC_NIST_P256", max_token_ttl=1800)
 SIGNER = SignerSettings(

@@ -66,7 +66,9 @@ ENV_POLICY = "JWTKEYS_POLICY"  # JSON of RotationPolicy
 ENV_ALLOWED_AUDIENCES = "JWTKEYS_ALLOWED_AUDIENCES"  # JSON list of exact values or patterns
 ENV_ALLOWED_SUBJECTS = "JWTKEYS_ALLOWED_SUBJECTS"  # JSON list of exact values or patterns
 ENV_DEFAULT_TTL = "JWTKEYS_DEFAULT_TTL"
-ENV_CALLER_RULES = "JWTKEYS_CALLER_RULES"  # JSON {principal ARN: {subjects, audiences}}
+ENV_CALLER_RULES = "JWTKEYS_CALLER_RULES"  # JSON {principal ARN: {subjects, audiences, claims?}}
+# JSON null (direct invoke refused, the default) or {"claims": {name: true | [values]}}
+ENV_DIRECT_INVOKE = "JWTKEYS_DIRECT_INVOKE"
 ENV_BUCKET = "JWTKEYS_BUCKET"
 ENV_PUBLIC_BASE_URL = "JWTKEYS_PUBLIC_BASE_URL"
 ENV_DISTRIBUTION_ID = "JWTKEYS_DISTRIBUTION_ID"

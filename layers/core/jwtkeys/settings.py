@@ -12,7 +12,8 @@ from jwtkeys.errors import ConfigurationError
 from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.names import check_keyset_name
 from jwtkeys.servicenow.keyset_rule import check_servicenow_keyset
-from jwtkeys.signer.policy import CallerRule, SigningPolicy, default_ttl, parse_allowlist
+from jwtkeys.signer.policy import DirectInvoke, SigningPolicy, default_ttl
+from jwtkeys.signer.rules import CallerRule, parse_allowlist, parse_caller_rules, parse_claim_rules
 
 
 def _required(environ: Mapping[str, str], name: str) -> str:
@@ -56,20 +57,19 @@ def load_rotation_policy(environ: Mapping[str, str]) -> RotationPolicy:
 
 
 def _caller_rules(environ: Mapping[str, str]) -> dict[str, CallerRule]:
-    raw = _json(environ, names.ENV_CALLER_RULES, "{}")
-    if not isinstance(raw, dict):
-        raise ConfigurationError(f"{names.ENV_CALLER_RULES} must be a JSON object")
-    rules: dict[str, CallerRule] = {}
-    for principal, rule in raw.items():
-        if not isinstance(rule, dict) or set(rule) != {"subjects", "audiences"}:
-            raise ConfigurationError(
-                f"{names.ENV_CALLER_RULES}[{principal!r}] must be {{subjects, audiences}}"
-            )
-        rules[principal] = CallerRule(
-            subjects=parse_allowlist(rule["subjects"], f"{names.ENV_CALLER_RULES} subjects"),
-            audiences=parse_allowlist(rule["audiences"], f"{names.ENV_CALLER_RULES} audiences"),
-        )
-    return rules
+    return parse_caller_rules(_json(environ, names.ENV_CALLER_RULES, "{}"), names.ENV_CALLER_RULES)
+
+
+def _direct_invoke(environ: Mapping[str, str]) -> DirectInvoke | None:
+    # Absent or null: off. A direct invoke carries no caller identity (see DirectInvoke).
+    raw = _json(environ, names.ENV_DIRECT_INVOKE, "null")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"claims"}:
+        raise ConfigurationError(f"{names.ENV_DIRECT_INVOKE} must be null or {{claims?}}")
+    return DirectInvoke(
+        claims=parse_claim_rules(raw.get("claims", {}), f"{names.ENV_DIRECT_INVOKE}.claims")
+    )
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,7 @@ class SignerSettings:
             default_ttl=_int(environ, names.ENV_DEFAULT_TTL, default_ttl(rotation.max_token_ttl)),
             max_token_ttl=rotation.max_token_ttl,
             caller_rules=_caller_rules(environ),
+            direct_invoke=_direct_invoke(environ),
         )
         return cls(keyset=keyset, rotation=rotation, policy=policy)
 
@@ -102,18 +103,22 @@ class SignerSettings:
         """The signing function's environment: `from_environ` reads back these settings."""
         policy = self.policy
         caller_rules = {
-            principal: {
-                "subjects": list(rule.subjects.patterns),
-                "audiences": list(rule.audiences.patterns),
-            }
-            for principal, rule in policy.caller_rules.items()
+            principal: rule.to_mapping() for principal, rule in policy.caller_rules.items()
         }
+        direct_invoke = None
+        if policy.direct_invoke is not None:
+            direct_invoke = {
+                "claims": {
+                    name: rule.to_json() for name, rule in policy.direct_invoke.claims.items()
+                }
+            }
         return {
             **_keyset_environ(self.keyset, policy.issuer, self.rotation),
             names.ENV_ALLOWED_AUDIENCES: json.dumps(list(policy.allowed_audiences.patterns)),
             names.ENV_ALLOWED_SUBJECTS: json.dumps(list(policy.allowed_subjects.patterns)),
             names.ENV_DEFAULT_TTL: str(policy.default_ttl),
             names.ENV_CALLER_RULES: json.dumps(caller_rules, sort_keys=True),
+            names.ENV_DIRECT_INVOKE: json.dumps(direct_invoke, sort_keys=True),
         }
 
 

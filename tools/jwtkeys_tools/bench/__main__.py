@@ -62,6 +62,7 @@ def _stack(aws: LocalAws, clock: SimulatedClock, keyset: str) -> LocalStack:
             issuer="bench-client",
             policy=RotationPolicy(),
             allowed_audiences=("bench-client",),
+            direct_invoke_claims={},
         ),
         clock,
     )

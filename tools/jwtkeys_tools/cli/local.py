@@ -58,6 +58,8 @@ def run_up(args: argparse.Namespace) -> int:
                 allowed_subjects=("*",),
                 allowed_audiences=(CLIENT_ID,),
                 servicenow_env=servicenow_env,
+                # `jwtkeys sign --local` invokes the local signer directly.
+                direct_invoke_claims={},
             ),
             clock,
         )

@@ -368,6 +368,8 @@ def deploy(demo: Demo) -> DemoState:
             allowed_audiences=(CLIENT_ID,),
             caller_rules={CALLER: {"subjects": [SUBJECT], "audiences": [CLIENT_ID]}},
             servicenow_env=servicenow_env,
+            # The demo signs with direct invokes too (the stage setting, turned on).
+            direct_invoke_claims={},
         ),
         demo.clock,
     )
@@ -622,6 +624,7 @@ def tour_algorithms(demo: Demo, state: DemoState) -> str:
                 policy=replace(DEMO_POLICY, algorithm=name, key_spec=algorithm.default_key_spec),
                 allowed_subjects=("*@example.com",),
                 allowed_audiences=(CLIENT_ID,),
+                direct_invoke_claims={},
             ),
             demo.clock,
         )

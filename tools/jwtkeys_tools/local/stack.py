@@ -19,7 +19,8 @@ from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.keeper.service import KeeperClients, KeeperService, TrustFactory, no_trust
 from jwtkeys.observability import MetricsRecorder
 from jwtkeys.settings import KeeperSettings, ServiceNowSettings, SignerSettings
-from jwtkeys.signer.policy import Allowlist, CallerRule, SigningPolicy
+from jwtkeys.signer.policy import DirectInvoke, SigningPolicy
+from jwtkeys.signer.rules import Allowlist, parse_caller_rules, parse_claim_rules
 from jwtkeys.signer.service import SignService
 from jwtkeys_tools.local.aws_endpoint import LocalAws
 
@@ -36,7 +37,11 @@ class LocalKeysetConfig:
     allowed_subjects: Sequence[str] = ("*",)
     allowed_audiences: Sequence[str] = ("*",)
     default_ttl: int = 300
-    caller_rules: Mapping[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)
+    # As in cdk.json: {principal ARN: {"subjects", "audiences", "claims"?}}.
+    caller_rules: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # As in cdk.json, off by default: None, or the extra claims a direct invoke may add
+    # ({name: True | [allowed values]}); the local tools that invoke directly turn it on.
+    direct_invoke_claims: Mapping[str, Sequence[str] | bool] | None = None
     servicenow_env: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -107,12 +112,12 @@ class LocalStack:
                 allowed_audiences=Allowlist(tuple(config.allowed_audiences)),
                 default_ttl=config.default_ttl,
                 max_token_ttl=config.policy.max_token_ttl,
-                caller_rules={
-                    arn: CallerRule(
-                        Allowlist(tuple(rule["subjects"])), Allowlist(tuple(rule["audiences"]))
-                    )
-                    for arn, rule in config.caller_rules.items()
-                },
+                caller_rules=parse_caller_rules(config.caller_rules, "caller_rules"),
+                direct_invoke=None
+                if config.direct_invoke_claims is None
+                else DirectInvoke(
+                    parse_claim_rules(config.direct_invoke_claims, "direct_invoke_claims")
+                ),
             ),
         )
 

@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from jwtkeys.errors import ConfigurationError, InvalidRequest, PolicyViolation
-
-RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti"})
-# JOSE header parameters: a claim named like one could confuse a careless verifier.
-HEADER_FIELDS = frozenset(
-    {"alg", "kid", "typ", "cty", "crit", "jku", "jwk", "x5u", "x5c", "x5t", "x5t#s256", "b64"}
+from jwtkeys.signer.rules import (
+    Allowlist,
+    CallerRule,
+    ClaimRule,
+    check_extra_claims,
+    check_principal,
+    find_caller_rule,
+    forbidden_claim,
+    is_unsafe_character,
+    role_index,
 )
+
 MAX_CLAIMS_BYTES = 4096
 MAX_CLAIMS_DEPTH = 8
 MAX_NAME_LENGTH = 256
@@ -33,36 +38,18 @@ def default_ttl(max_token_ttl: int) -> int:
     return min(DEFAULT_TTL_SECONDS, max_token_ttl)
 
 
-def _compile_pattern(pattern: str) -> re.Pattern[str]:
-    # Only `*` is special: fnmatch's [] and ? would make allowlists surprising.
-    return re.compile("\\A" + ".*".join(re.escape(part) for part in pattern.split("*")) + "\\Z")
-
-
 @dataclass(frozen=True)
-class Allowlist:
-    """Exact values, or patterns where `*` matches any run of characters."""
+class DirectInvoke:
+    """The direct-invoke path of a stage that turns it on: keyset-wide allowlists apply,
+    and only the extra claims named here. No caller identity comes with a direct invoke."""
 
-    patterns: tuple[str, ...]
-    _compiled: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_compiled", tuple(_compile_pattern(p) for p in self.patterns))
-
-    def allows(self, value: str) -> bool:
-        return any(pattern.match(value) for pattern in self._compiled)
-
-
-@dataclass(frozen=True)
-class CallerRule:
-    """Which subjects and audiences one Function URL caller may ask for."""
-
-    subjects: Allowlist
-    audiences: Allowlist
+    claims: Mapping[str, ClaimRule] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class SigningPolicy:
-    """The keyset-wide rules of the signer, plus per-caller rules for Function URL callers."""
+    """The keyset-wide rules of the signer, per-caller rules for Function URL callers, and
+    whether (and with which extra claims) a direct invoke is served."""
 
     issuer: str
     allowed_subjects: Allowlist
@@ -70,8 +57,14 @@ class SigningPolicy:
     default_ttl: int
     max_token_ttl: int
     caller_rules: Mapping[str, CallerRule] = field(default_factory=dict)
+    # None: direct invocation is refused (the stage's default); callers use the Function URL.
+    direct_invoke: DirectInvoke | None = None
+    _role_index: Mapping[tuple[str, ...], str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        for principal in self.caller_rules:
+            check_principal(principal, "caller rules")
+        object.__setattr__(self, "_role_index", role_index(self.caller_rules, "caller rules"))
         if not 1 <= self.default_ttl <= self.max_token_ttl:
             raise ConfigurationError(
                 f"default TTL must be within 1..max_token_ttl ({self.max_token_ttl}),"
@@ -108,11 +101,6 @@ class SignRequest:
         return cls(subject=subject, audience=audience, claims=claims, ttl_seconds=ttl)
 
 
-def _is_unsafe_character(character: str) -> bool:
-    # Control (Cc), format (Cf: zero-width, bidi overrides), surrogates, unassigned.
-    return unicodedata.category(character) in {"Cc", "Cf", "Cs", "Cn", "Co"}
-
-
 def _name(value: object, field_name: str) -> str:
     if not isinstance(value, str):
         raise InvalidRequest(f"bad_{field_name}", f"{field_name} must be a string")
@@ -120,7 +108,7 @@ def _name(value: object, field_name: str) -> str:
         raise InvalidRequest(
             f"bad_{field_name}", f"{field_name} must have 1 to {MAX_NAME_LENGTH} characters"
         )
-    if value != value.strip() or any(_is_unsafe_character(c) for c in value):
+    if value != value.strip() or any(is_unsafe_character(c) for c in value):
         raise InvalidRequest(
             f"bad_{field_name}",
             f"{field_name} has surrounding space or control/invisible characters",
@@ -131,23 +119,16 @@ def _name(value: object, field_name: str) -> str:
     return value
 
 
-def _shadow_form(name: str) -> str:
-    folded = unicodedata.normalize("NFKC", name).casefold()
-    return "".join(c for c in folded if not _is_unsafe_character(c) and not c.isspace())
-
-
 def _check_claims(claims: object) -> None:
     if not isinstance(claims, dict):
         raise InvalidRequest("bad_claims", "claims must be a JSON object")
     _check_json_values(claims)
     for name in claims:
-        if not name or any(_is_unsafe_character(c) for c in name):
+        if not name or any(is_unsafe_character(c) for c in name):
             raise InvalidRequest("bad_claims", "claim names must be non-empty printable text")
-        shadow = _shadow_form(name)
-        if shadow in RESERVED_CLAIMS or shadow in HEADER_FIELDS:
-            raise PolicyViolation(
-                "reserved_claim", f"claim {name!r} is reserved or shadows a reserved name"
-            )
+        why = forbidden_claim(name)
+        if why is not None:
+            raise PolicyViolation("reserved_claim", why)
     try:
         size = len(json.dumps(claims, ensure_ascii=False, allow_nan=False).encode("utf-8"))
     except (ValueError, UnicodeEncodeError) as error:
@@ -188,12 +169,11 @@ def _check_json_values(root: dict[Any, Any]) -> None:
 
 
 def judge(policy: SigningPolicy, request: SignRequest, caller: str | None) -> int:
-    """Apply the allowlists (and the caller's rule, for a Function URL call); return the TTL."""
-    if not policy.allowed_subjects.allows(request.subject):
-        raise PolicyViolation("subject_not_allowed", "subject is not in the keyset's allowlist")
-    if not policy.allowed_audiences.allows(request.audience):
-        raise PolicyViolation("audience_not_allowed", "audience is not in the keyset's allowlist")
-    if caller is not None:
+    """Apply the caller's rule (or the direct-invoke setting) and the keyset's allowlists;
+    return the TTL. `caller` is the Function URL principal, None for a direct invoke."""
+    if caller is None:
+        claim_rules = direct_invoke_rule(policy).claims
+    else:
         rule = caller_rule(policy, caller)
         if not rule.subjects.allows(request.subject):
             raise PolicyViolation("subject_not_allowed", "this caller may not ask for that subject")
@@ -201,6 +181,12 @@ def judge(policy: SigningPolicy, request: SignRequest, caller: str | None) -> in
             raise PolicyViolation(
                 "audience_not_allowed", "this caller may not ask for that audience"
             )
+        claim_rules = rule.claims
+    if not policy.allowed_subjects.allows(request.subject):
+        raise PolicyViolation("subject_not_allowed", "subject is not in the keyset's allowlist")
+    if not policy.allowed_audiences.allows(request.audience):
+        raise PolicyViolation("audience_not_allowed", "audience is not in the keyset's allowlist")
+    check_extra_claims(request.claims, claim_rules)
     ttl = policy.default_ttl if request.ttl_seconds is None else request.ttl_seconds
     if not 1 <= ttl <= policy.max_token_ttl:
         raise PolicyViolation(
@@ -209,20 +195,20 @@ def judge(policy: SigningPolicy, request: SignRequest, caller: str | None) -> in
     return ttl
 
 
-_ASSUMED_ROLE = re.compile(r"\Aarn:(aws[\w-]*):sts::(\d{12}):assumed-role/([^/]+)/[^/]+\Z")
+def direct_invoke_rule(policy: SigningPolicy) -> DirectInvoke:
+    """The direct-invoke setting, or PolicyViolation when the stage has it off."""
+    if policy.direct_invoke is None:
+        # A direct invoke carries no caller identity, so no caller's rule could apply.
+        raise PolicyViolation(
+            "direct_invoke_disabled",
+            "this signer is not invoked directly; call its Function URL (IAM auth)",
+        )
+    return policy.direct_invoke
 
 
 def caller_rule(policy: SigningPolicy, caller: str) -> CallerRule:
-    """The rule for a caller ARN; an assumed-role session matches its role's ARN."""
-    rule = policy.caller_rules.get(caller)
-    if rule is None:
-        match = _ASSUMED_ROLE.match(caller)
-        if match:
-            partition, account, role = match.groups()
-            rule = policy.caller_rules.get(f"arn:{partition}:iam::{account}:role/{role}")
-    if rule is None:
-        raise PolicyViolation("caller_not_allowed", "this caller has no signing rule")
-    return rule
+    """The rule for a caller ARN; an assumed-role session matches its role's ARN (any path)."""
+    return find_caller_rule(policy.caller_rules, policy._role_index, caller)
 
 
 def build_claims(
@@ -271,12 +257,3 @@ def token_claims(
 def claims_payload(claims: Mapping[str, Any]) -> bytes:
     """The JWS payload: compact UTF-8 JSON of the claims."""
     return json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def parse_allowlist(values: object, setting: str) -> Allowlist:
-    """An Allowlist from a JSON list of strings, or ConfigurationError naming the setting."""
-    if not isinstance(values, Sequence) or isinstance(values, str) or not values:
-        raise ConfigurationError(f"{setting} must be a non-empty JSON list of strings")
-    if not all(isinstance(value, str) and value for value in values):
-        raise ConfigurationError(f"{setting} must hold only non-empty strings")
-    return Allowlist(tuple(values))
