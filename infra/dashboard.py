@@ -33,6 +33,7 @@ class Dashboard(Construct):
         keeper: lambda_.IFunction,
         alarms: Sequence[cloudwatch.IAlarm],
         servicenow: bool,
+        authorizer: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         metrics = CatalogMetrics(keyset)
@@ -161,6 +162,29 @@ class Dashboard(Construct):
                     graph(
                         "Certificate expiry (days)",
                         [keeper_metric(catalog.CERTIFICATE_EXPIRES_IN_DAYS, "Minimum")],
+                        width=12,
+                    ),
+                ]
+            )
+        if authorizer:
+            rows.append(
+                [
+                    graph(
+                        "API authorizer",
+                        [
+                            signer_metric(catalog.AUTHORIZER_ACCEPTED, "Sum"),
+                            signer_metric(catalog.AUTHORIZER_REFUSED, "Sum"),
+                            signer_metric(catalog.AUTHORIZER_JWKS_FAILURES, "Sum"),
+                        ],
+                        width=12,
+                    ),
+                    graph(
+                        "API authorizer refusals by reason",
+                        [
+                            metrics.search_by(
+                                catalog.AUTHORIZER_REFUSED_BY_REASON, "reason", "Sum", signer_period
+                            )
+                        ],
                         width=12,
                     ),
                 ]

@@ -78,8 +78,12 @@ class KeysetStack(Stack):
             rotation_period=config.policy.rotation_period,
             signer=self.signer.function,
             keeper=self.keeper.function,
-            alarms=self.monitoring.alarms,
+            alarms=[
+                *self.monitoring.alarms,
+                *([self.authorizer.refusal_alarm] if self.authorizer else []),
+            ],
             servicenow=config.servicenow is not None,
+            authorizer=self.authorizer is not None,
         )
         self._outputs()
 

@@ -54,6 +54,19 @@ def test_a_stage_with_an_authorizer_gets_the_function_configured(dev: Template) 
     assert "AuthorizerFunctionArn" in dev["Outputs"]
 
 
+def test_the_dashboard_shows_the_authorizer_where_there_is_one(
+    dev: Template, prod: Template
+) -> None:
+    def body(template: Template) -> str:
+        _, dashboard = only(template, "AWS::CloudWatch::Dashboard", lambda _lid, _p: True)
+        return json.dumps(dashboard["DashboardBody"])
+
+    assert "API authorizer refusals by reason" in body(dev)
+    assert "TokensAccepted" in body(dev)
+    assert "AuthorizerRefusalRateAlarm" in body(dev)  # its alarm in the alarm status widget
+    assert "API authorizer" not in body(prod)
+
+
 def test_a_stage_without_one_has_none(prod: Template) -> None:
     assert not [
         r
