@@ -9,7 +9,6 @@ the state (named in the output), or to the terminal with `--show-metrics`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -17,7 +16,7 @@ from typing import IO, Any, cast
 
 from jwtkeys.clock import SystemClock
 from jwtkeys_tools.cli.local_output import FunctionOutput
-from jwtkeys_tools.cli.target import LOCAL_STATE_ENV, local_state_path
+from jwtkeys_tools.cli.target import LOCAL_STATE_ENV, local_state_path, write_local_state
 
 
 def register(subparsers: Any) -> None:
@@ -65,7 +64,7 @@ def run_up(args: argparse.Namespace) -> int:
         )
         stack.create_bucket()
         state_path = local_state_path().resolve()
-        state_path.parent.mkdir(parents=True, exist_ok=True)
+        state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         output = FunctionOutput(args.show_metrics, terminal=sys.stdout)
         keeper: KeeperService = stack.keeper_service(
             trust_factory=trust_target,
@@ -79,7 +78,7 @@ def run_up(args: argparse.Namespace) -> int:
             "keeper_env": stack.keeper_env(),
             "signer_env": stack.signer_env(),
         }
-        state_path.write_text(json.dumps(state, indent=2))
+        write_local_state(state_path, state)
         print(f"keyset {args.keyset!r} bootstrapped: current {summary['current_kid']}")
         print(f"JWKS: {stack.jwks_url}")
         print(f"ServiceNow emulator: {servicenow.url} (CA bundle {servicenow.ca_bundle})")

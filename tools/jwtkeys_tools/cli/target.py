@@ -18,11 +18,56 @@ from jwtkeys.settings import KeeperSettings
 
 LOCAL_STATE_ENV = "JWTKEYS_LOCAL_STATE"
 KEEPER_FUNCTION_ENV = "JWTKEYS_KEEPER_FUNCTION"
-DEFAULT_LOCAL_STATE = Path(".jwtkeys") / "local.json"
+LOCAL_STATE_FILE = "local.json"
+
+
+def user_state_dir() -> Path:
+    """The user's own state directory for jwtkeys ($XDG_STATE_HOME/jwtkeys or
+    ~/.local/state/jwtkeys)."""
+    base = os.environ.get("XDG_STATE_HOME", "")
+    # The XDG spec says to ignore a relative value: it would resolve against the cwd.
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "state"
+    return root / "jwtkeys"
 
 
 def local_state_path() -> Path:
-    return Path(os.environ.get(LOCAL_STATE_ENV) or DEFAULT_LOCAL_STATE)
+    """Where `local up` keeps its state: $JWTKEYS_LOCAL_STATE (absolute) or the user's state
+    directory, never the current directory.
+
+    The state points boto3 at an endpoint; one planted in a checked-out repository would
+    send the operator's AWS requests (and credentials' signatures) wherever it likes.
+    """
+    configured = os.environ.get(LOCAL_STATE_ENV, "")
+    if not configured:
+        return user_state_dir() / LOCAL_STATE_FILE
+    path = Path(configured)
+    if not path.is_absolute():
+        raise ConfigurationError(
+            f"{LOCAL_STATE_ENV} must be an absolute path (a relative one would be read from"
+            f" the current directory), got {configured!r}"
+        )
+    return path
+
+
+def _check_private(path: Path) -> None:
+    # Only a file the user wrote, and that no one else can change, may steer boto3.
+    if os.name != "posix":
+        return
+    info = path.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise ConfigurationError(
+            f"refusing to read {path}: it is not owned by you or others may write it"
+            " (remove it and run `jwtkeys local up` again)"
+        )
+
+
+def write_local_state(path: Path, state: dict[str, Any]) -> None:
+    """Write `local up`'s state readable and writable by the user alone."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(json.dumps(state, indent=2))
+    path.chmod(0o600)
 
 
 @dataclass(frozen=True)
@@ -46,6 +91,7 @@ def read_local_state() -> LocalState:
         raise ConfigurationError(
             f"no local stack: start one with `jwtkeys local up` ({path} is missing)"
         )
+    _check_private(path)
     state = json.loads(path.read_text())
     os.environ.update(state["aws_env"])
     return LocalState(
