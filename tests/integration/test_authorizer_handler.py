@@ -37,6 +37,8 @@ def authorizer(
 ) -> ModuleType:
     """A bootstrapped keyset (signing for two audiences) and a cold-started authorizer."""
     stack.config.allowed_audiences = ("client-test", "billing")
+    # The routes' required claim: a direct invoke may set it (no other extra claim).
+    stack.config.direct_invoke_claims = {"scope": True}
     stack.keeper_service().handle({"action": "tick"})
     settings = AuthorizerSettings(
         keyset=stack.config.keyset,
