@@ -218,6 +218,30 @@ def test_a_failed_or_malformed_exchange_is_servicenow_error(answer: tuple[int, o
     assert "jwt-1" not in str(raised.value)
 
 
+class Redirecting(Transport):
+    """Answers every request with a redirect elsewhere, and records what was sent."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(lambda _: (status, b""))
+
+    def send(self, request: requests.PreparedRequest, **options: Any) -> requests.Response:  # type: ignore[override]
+        response = super().send(request, **options)
+        response.headers["Location"] = "https://evil.example.test/steal"
+        return response
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_the_token_post_never_follows_a_redirect(status: int) -> None:
+    # Given a token endpoint that redirects (a 307/308 would re-send the client secret)
+    redirecting = Redirecting(status)
+    auth = make_auth(FreshTokens(), redirecting)
+    # When an access token is asked for, Then the exchange fails naming the redirect
+    with pytest.raises(ServiceNowError, match=f"redirect \\(HTTP {status}\\)"):
+        auth.access_token()
+    # And nothing was sent anywhere but the configured token URL
+    assert [request.url for request in redirecting.sent] == [f"{INSTANCE}/oauth_token.do"]
+
+
 def test_an_unreachable_token_endpoint_is_servicenow_error() -> None:
     def refuse(_: requests.PreparedRequest) -> tuple[int, object]:
         raise requests.ConnectionError("connection refused")

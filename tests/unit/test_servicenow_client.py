@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
+import requests
+import requests.adapters
 from urllib3.exceptions import MaxRetryError
 from urllib3.response import HTTPResponse
 
 from jwtkeys.clock import SimulatedClock
-from jwtkeys.errors import ConfigurationError
+from jwtkeys.errors import ConfigurationError, ServiceNowError
 from jwtkeys.servicenow.retry import (
     MAX_RETRIES,
     MAX_RETRY_AFTER,
@@ -24,6 +26,7 @@ from jwtkeys.servicenow.secrets import (
     parse_secret,
 )
 from jwtkeys.servicenow.sync import Ownership
+from jwtkeys.servicenow.table_client import TableClient
 
 KID = "yaORahsg7Sj4lEhcsTJ6QGSzswDjKyok7OmuwLUnq-Y"
 
@@ -184,3 +187,38 @@ def test_only_records_named_exactly_like_ours_are_owned(name: str, kid: str | No
     ownership = Ownership("test")
     assert ownership.kid_of({"name": name}) == kid
     assert ownership.owns({"name": name}, KID) is (kid is not None)
+
+
+class _RedirectingAdapter(requests.adapters.BaseAdapter):
+    """Answers every request with a 307 to another host; records what was sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[str] = []
+
+    def send(self, request: requests.PreparedRequest, **_: Any) -> requests.Response:  # type: ignore[override]
+        self.sent.append(str(request.url))
+        response = requests.Response()
+        response.status_code = 307
+        response.headers["Location"] = "https://evil.example.test/steal"
+        response._content = b""
+        response.request = request
+        response.url = str(request.url)
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_keepers_token_post_never_follows_a_redirect() -> None:
+    # Given an instance whose token endpoint redirects elsewhere (307 re-sends the form)
+    clock = SimulatedClock(1_800_000_000)
+    unused = SecretSource(cast("Any", None), "never-read", clock)
+    client = TableClient("https://snc.example.test", unused, clock)
+    adapter = _RedirectingAdapter()
+    client.session.mount("https://", adapter)
+    # When the keeper exchanges its canary JWT, Then it fails naming the status
+    with pytest.raises(ServiceNowError, match="HTTP 307"):
+        client.exchange_jwt_bearer("cid", "csecret", "jwt")
+    # And the client secret went nowhere but the configured instance
+    assert adapter.sent == ["https://snc.example.test/oauth_token.do"]

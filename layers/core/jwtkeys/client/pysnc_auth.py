@@ -207,9 +207,17 @@ class ServiceNowJwtBearerAuth(requests.auth.AuthBase):
                 headers={"Accept": "application/json"},
                 timeout=self._timeout,
                 verify=self._verify,
+                # A 307/308 would re-send the form, client secret included, wherever the
+                # Location says: the token POST goes to the configured instance or nowhere.
+                allow_redirects=False,
             )
         except requests.RequestException as error:
             raise ServiceNowError(f"{self.token_url} could not be reached: {error}") from error
+        if response.is_redirect:
+            raise ServiceNowError(
+                f"{self.token_url} answered a redirect (HTTP {response.status_code}); the token"
+                " request is never redirected: check the instance URL"
+            )
         if response.status_code != 200:
             # ServiceNow answers every refusal with the same 401 body; the reason is
             # only in the instance's log. Name the token (jti, kid) so it can be found.
