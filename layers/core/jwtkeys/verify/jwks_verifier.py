@@ -161,13 +161,7 @@ class JwksVerifier:
     def verify(self, token: str, *, audience: str | None = None) -> dict[str, Any]:
         """The claims of `token` when valid now (for `audience`, default the verifier's)."""
         now = self._clock.now()
-        cached = self._cached
-        if cached is None:
-            cached = self._refresh(now, cached, FETCH_INITIAL)
-        elif now >= cached.fresh_until:
-            cached = self._refresh(now, cached, FETCH_EXPIRED, wait=False)
-        else:
-            self._metrics.on_hit()
+        cached = self._document(now)
         try:
             return self._verify_with(token, cached, now, audience)
         except InvalidToken as error:
@@ -180,13 +174,17 @@ class JwksVerifier:
 
     def jwks(self) -> Mapping[str, Any]:
         """The JWKS in use now (fetched when there is none or it went stale)."""
-        now = self._clock.now()
+        return self._document(self._clock.now()).jwks
+
+    def _document(self, now: float) -> _Cached:
+        """The cached document while fresh; else fetched (or kept, as the rules allow)."""
         cached = self._cached
         if cached is None:
-            cached = self._refresh(now, cached, FETCH_INITIAL)
-        elif now >= cached.fresh_until:
-            cached = self._refresh(now, cached, FETCH_EXPIRED, wait=False)
-        return cached.jwks
+            return self._refresh(now, cached, FETCH_INITIAL)
+        if now >= cached.fresh_until:
+            return self._refresh(now, cached, FETCH_EXPIRED, wait=False)
+        self._metrics.on_hit()
+        return cached
 
     def _verify_with(
         self, token: str, cached: _Cached, now: float, audience: str | None
