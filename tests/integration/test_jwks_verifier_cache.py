@@ -356,6 +356,19 @@ def test_audience_per_call_and_refusals_keep_their_reason(
     assert expired.value.reason == "expired"
 
 
+def test_a_token_living_longer_than_the_keysets_maximum_is_refused(
+    publisher: tuple[Publisher, str], keys: tuple[Key, Key]
+) -> None:
+    state, url = publisher
+    state.keys = [keys[0].jwk()]
+    clock = SimulatedClock(START)
+    verifier = JwksVerifier(url, ISSUER, AUDIENCE, clock=clock, max_lifetime=600)
+    assert verifier.verify(keys[0].token(clock.now(), ttl=600))["sub"] == "svc"
+    with pytest.raises(InvalidToken) as refused:
+        verifier.verify(keys[0].token(clock.now(), ttl=601))
+    assert refused.value.reason == "lifetime_too_long"
+
+
 def test_two_verifiers_share_nothing(
     publisher: tuple[Publisher, str], keys: tuple[Key, Key]
 ) -> None:

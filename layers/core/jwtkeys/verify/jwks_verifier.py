@@ -23,7 +23,7 @@ from jwtkeys.verify.jwks_source import (
     display_url,
     fetch_jwks,
 )
-from jwtkeys.verify.token import verify_token
+from jwtkeys.verify.token import DEFAULT_MAX_LIFETIME, verify_token
 
 # Why a document was fetched: the first time, because it went stale, or for an unknown kid.
 FETCH_INITIAL: Final = "initial"
@@ -134,6 +134,7 @@ class JwksVerifier:
         *,
         clock: Clock,
         leeway: int = 0,
+        max_lifetime: int = DEFAULT_MAX_LIFETIME,
         policy: JwksCachePolicy | None = None,
         metrics: VerifierMetrics | None = None,
     ) -> None:
@@ -148,6 +149,10 @@ class JwksVerifier:
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
+        # The keyset's max_token_ttl: a longer-lived token was not minted by its signer.
+        if isinstance(max_lifetime, bool) or not isinstance(max_lifetime, int) or max_lifetime < 1:
+            raise ConfigurationError("max_lifetime must be a positive integer number of seconds")
+        self.max_lifetime = max_lifetime
         self.policy = policy or JwksCachePolicy()
         self._clock = clock
         self._metrics: VerifierMetrics = metrics or NoMetrics()
@@ -196,6 +201,7 @@ class JwksVerifier:
             audience=self.audience if audience is None else audience,
             now=now,
             leeway=self.leeway,
+            max_lifetime=self.max_lifetime,
         )
 
     def _refresh(
