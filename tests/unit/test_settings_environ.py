@@ -9,8 +9,8 @@ import pytest
 from jwtkeys import names
 from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.settings import KeeperSettings, ServiceNowSettings, SignerSettings
-from jwtkeys.signer.policy import SigningPolicy
-from jwtkeys.signer.rules import Allowlist, CallerRule
+from jwtkeys.signer.policy import DirectInvoke, SigningPolicy
+from jwtkeys.signer.rules import Allowlist, CallerRule, ClaimRule
 
 ROTATION = RotationPolicy(algorithm="ES256", key_spec="ECC_NIST_P256", max_token_ttl=1800)
 SIGNER = SignerSettings(
@@ -26,10 +26,13 @@ SIGNER = SignerSettings(
             "arn:aws:iam::123456789012:role/b": CallerRule(
                 Allowlist(("b@example.com",)), Allowlist(("client-1",))
             ),
-            "arn:aws:iam::123456789012:role/a": CallerRule(
-                Allowlist(("a-*",)), Allowlist(("client-1", "other"))
+            "arn:aws:iam::123456789012:role/teams/a": CallerRule(
+                Allowlist(("a-*",)),
+                Allowlist(("client-1", "other")),
+                claims={"roles": ClaimRule(Allowlist(("reader", "t-*"))), "trace": ClaimRule()},
             ),
         },
+        direct_invoke=DirectInvoke(claims={"batch_id": ClaimRule()}),
     ),
 )
 SERVICENOW = ServiceNowSettings(
@@ -90,3 +93,13 @@ def test_defaults_are_left_out_of_the_environment() -> None:
     assert names.ENV_DISTRIBUTION_ID not in environ
     assert not [name for name in environ if name.startswith("JWTKEYS_SERVICENOW")]
     assert names.ENV_SERVICENOW_REVOKE_SESSIONS not in KEEPER.to_environ()
+
+
+def test_direct_invoke_off_survives_its_environment() -> None:
+    off = replace(SIGNER, policy=replace(SIGNER.policy, direct_invoke=None))
+    environ = off.to_environ()
+    assert environ[names.ENV_DIRECT_INVOKE] == "null"
+    assert SignerSettings.from_environ(environ).policy.direct_invoke is None
+    # And an environment without the variable (an older stack) has it off too
+    del environ[names.ENV_DIRECT_INVOKE]
+    assert SignerSettings.from_environ(environ).policy.direct_invoke is None
