@@ -8,12 +8,11 @@ Context layout (`cdk.json` -> `context.jwtkeys`)::
         "policy": {...},                        # RotationPolicy: algorithm, key_spec, timings
         "default_ttl": 300,
         "allowed_audiences": ["..."], "allowed_subjects": ["svc-*"],
-        "layout": "same_account" | "dedicated_signer_account",
-        "function_url_callers": {"<principal ARN>": {"subjects": [...], "audiences": [...],
-                                                     "claims": {"roles": ["reader"], "x": null}}},
-        "direct_invoke": null | {"claims": {...}},   # off unless a stage turns it on
-        "direct_invoke_principals": ["arn:aws:iam::111122223333:role/batch"],  # needs it on
-        "servicenow": null | {"instance": "https://x.service-now.com", "secret_name": "...",
+        keeper_reserved_concurrency=_reserved_concurrency(
+            values.get("keeper_reserved_concurrency"), where
+        ),
+        account=access.account,
+        region=_region(values, where),
                               "client_id": "...", "canary_subject": "..."},
         "alarm_emails": ["secops@example.com"],
         "custom_domain": null | {"domain_name": "keys.example.com", "certificate_arn": "arn:..."},
@@ -21,6 +20,7 @@ Context layout (`cdk.json` -> `context.jwtkeys`)::
         "authorizer": null | {"routes": {"GET /orders": {"audience": "orders-api",
                                                        "claims": {"scope": "orders:read"}}},
                               "cache_ttl": 30, "leeway": 60},
+        "keeper_reserved_concurrency": null,    # null: no reservation (the lease serialises)
         "account": null, "region": null
     }}}
 
@@ -60,9 +60,13 @@ from jwtkeys.verify.authorizer import (
 )
 
 from .constants import CONTEXT_KEY, DEFAULT_RUNBOOK_URL, STACK_NAME_PREFIX
+from .regions import check_region
 
 _EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DOMAIN_PATTERN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_SECRET_ARN_PATTERN = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$"
+)
 _ACM_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[A-Za-z0-9-]+$")
 
 _STACK_KEYS = frozenset(
@@ -82,6 +86,7 @@ _STACK_KEYS = frozenset(
         "custom_domain",
         "runbook_url",
         "authorizer",
+        "keeper_reserved_concurrency",
         "account",
         "region",
     }
@@ -99,9 +104,12 @@ class ServiceNowConfig:
     """Where the keeper keeps ServiceNow's trust records in step."""
 
     instance: str
-    secret_name: str
     client_id: str
     canary_subject: str
+    # An operator-created secret (name or ARN); None: the stack creates one, named by
+    # CloudFormation, so a redeploy after `cdk destroy` never meets the deleted secret's
+    # name during its recovery window.
+    secret: str | None = None
     # "certificates" (every release) or "jwks_url" (Zurich and later): how the app trusts us.
     trust: str = "certificates"
 
@@ -144,6 +152,9 @@ class KeysetConfig:
     custom_domain: CustomDomain | None = None
     runbook_url: str = DEFAULT_RUNBOOK_URL
     authorizer: AuthorizerConfig | None = None
+    # None: no reservation. A reservation is refused on accounts whose concurrency quota
+    # is small, and the lease already keeps ticks from overlapping.
+    keeper_reserved_concurrency: int | None = None
     account: str | None = None
     region: str | None = None
 
@@ -262,9 +273,30 @@ def _load_stack(stage: str, values: object) -> KeysetConfig:
         custom_domain=_custom_domain(values.get("custom_domain"), where),
         runbook_url=_optional_string(values, "runbook_url", where) or DEFAULT_RUNBOOK_URL,
         authorizer=_authorizer(values.get("authorizer"), policy, where),
+        keeper_reserved_concurrency=_reserved_concurrency(
+            values.get("keeper_reserved_concurrency"), where
+        ),
         account=access.account,
-        region=_optional_string(values, "region", where),
+        region=_region(values, where),
     )
+
+
+def _region(values: Mapping[str, Any], where: str) -> str | None:
+    region = _optional_string(values, "region", where)
+    if region is not None:
+        check_region(region, where)
+    return region
+
+
+def _reserved_concurrency(value: object, where: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigurationError(
+            f"{where}.keeper_reserved_concurrency must be null (no reservation) or a"
+            " positive integer"
+        )
+    return value
 
 
 def _refuse_collisions(configs: Sequence[KeysetConfig]) -> None:
@@ -281,8 +313,8 @@ def _refuse_collisions(configs: Sequence[KeysetConfig]) -> None:
 def _physical_names(config: KeysetConfig) -> list[str]:
     # Names that leave the stack: two stages sharing one would clash in one account.
     names = [f"keyset:{config.keyset}"]
-    if config.servicenow:
-        names.append(f"secret:{config.servicenow.secret_name}")
+    if config.servicenow and config.servicenow.secret:
+        names.append(f"secret:{config.servicenow.secret}")
     if config.custom_domain:
         names.append(f"domain:{config.custom_domain.domain_name}")
     return names
@@ -389,11 +421,19 @@ def _servicenow(value: object, where: str) -> ServiceNowConfig | None:
     sn_where = f"{where}.servicenow"
     if not isinstance(value, Mapping):
         raise ConfigurationError(f"{sn_where} must be an object or null")
-    expected = {"instance", "secret_name", "client_id", "canary_subject"}
-    optional = {"trust"}
+    if "secret_name" in value:
+        # A fixed name stays taken for the deleted secret's recovery window (up to 30
+        # days) after `cdk destroy`, so the next deploy of the stage would fail.
+        raise ConfigurationError(
+            f"{sn_where}.secret_name is no longer accepted: leave it out (the stack creates"
+            " the secret and CloudFormation names it; see the ServiceNowSecretArn output),"
+            " or set secret to the name or ARN of a secret you created"
+        )
+    expected = {"instance", "client_id", "canary_subject"}
+    optional = {"trust", "secret"}
     if not expected <= set(value) <= expected | optional:
         raise ConfigurationError(
-            f"{sn_where} must have {', '.join(sorted(expected))} (and optionally trust)"
+            f"{sn_where} must have {', '.join(sorted(expected))} (and optionally secret, trust)"
         )
     trust = value.get("trust", "certificates")
     if trust not in {"certificates", "jwks_url"}:
@@ -403,11 +443,22 @@ def _servicenow(value: object, where: str) -> ServiceNowConfig | None:
         raise ConfigurationError(f"{sn_where}.instance must be an https:// URL")
     return ServiceNowConfig(
         instance=instance.rstrip("/"),
-        secret_name=_string(value, "secret_name", sn_where),
+        secret=_secret(value, sn_where),
         client_id=_string(value, "client_id", sn_where),
         canary_subject=_string(value, "canary_subject", sn_where),
         trust=str(trust),
     )
+
+
+def _secret(values: Mapping[str, Any], where: str) -> str | None:
+    secret = _optional_string(values, "secret", where)
+    if secret is not None and secret.startswith("arn:") and not _SECRET_ARN_PATTERN.match(secret):
+        # A partial ARN (without the 6-character suffix) would grant nothing.
+        raise ConfigurationError(
+            f"{where}.secret {secret!r} is not a complete Secrets Manager secret ARN"
+            " (arn:...:secretsmanager:<region>:<account>:secret:<name>-<6 characters>)"
+        )
+    return secret
 
 
 def _emails(value: object, where: str) -> tuple[str, ...]:

@@ -54,9 +54,6 @@ SIGNER_TIMEOUT_SECONDS: Final = 10
 # a while, but must end well before the next one (the lease would otherwise expire).
 KEEPER_MEMORY_MB: Final = 512
 KEEPER_TIMEOUT_SECONDS: Final = 120
-# One tick at a time: the lease already serialises ticks, this keeps them from queueing
-# up in parallel and throttling one another.
-KEEPER_RESERVED_CONCURRENCY: Final = 1
 KEEPER_ASYNC_RETRY_ATTEMPTS: Final = 2
 
 # The authorizer verifies a signature per uncached request (no AWS call once the JWKS

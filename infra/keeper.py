@@ -22,7 +22,6 @@ from .constants import (
     FAILURE_QUEUE_RETENTION_DAYS,
     KEEPER_ASYNC_RETRY_ATTEMPTS,
     KEEPER_MEMORY_MB,
-    KEEPER_RESERVED_CONCURRENCY,
     KEEPER_SERVICE_NAME,
     KEEPER_TIMEOUT_SECONDS,
     TICK_EVENT,
@@ -80,7 +79,8 @@ class Keeper(Construct):
             role=self.role,
             layers=layers,
             environment=settings.to_environ(),
-            reserved_concurrency=KEEPER_RESERVED_CONCURRENCY,
+            # The lease serialises ticks; a reservation is opt-in (docs/deploy.md).
+            reserved_concurrency=config.keeper_reserved_concurrency,
         )
         self.failure_queue = self._failure_queue()
         self.function.configure_async_invoke(
@@ -100,7 +100,9 @@ class Keeper(Construct):
         jwks_url = f"{jwks.public_base_url}/{JWKS_OBJECT_KEY}"
         return ServiceNowSettings(
             instance_url=servicenow.instance,
-            secret_id=self.secret.secret_arn,
+            # An operator's secret as they named it (a name-based import only knows a
+            # partial ARN, which GetSecretValue should not be given).
+            secret_id=servicenow.secret or self.secret.secret_arn,
             client_id=servicenow.client_id,
             canary_subject=servicenow.canary_subject,
             ca_bundle=None,
@@ -128,11 +130,14 @@ class Keeper(Construct):
 
     def _servicenow_secret(
         self, keyset: str, servicenow: ServiceNowConfig
-    ) -> secretsmanager.Secret:
+    ) -> secretsmanager.ISecret:
+        if servicenow.secret is not None:
+            return self._operator_secret(servicenow.secret)
+        # No secret_name: CloudFormation names it, so a redeploy after `cdk destroy` does
+        # not collide with the deleted one during its recovery window.
         secret = secretsmanager.Secret(
             self,
             "ServiceNowSecret",
-            secret_name=servicenow.secret_name,
             description=f"jwtkeys {keyset}: ServiceNow credentials the keeper uses",
         )
         secret.grant_read(self.role)
@@ -153,6 +158,20 @@ class Keeper(Construct):
             "The value is a ServiceNow credential issued by the instance; it is rotated"
             " there by its owner and put here with put-secret-value (docs/runbook.md).",
         )
+        return secret
+
+    def _operator_secret(self, name_or_arn: str) -> secretsmanager.ISecret:
+        # The operator owns this secret and its resource policy (docs/deploy.md says
+        # which statement keeps it readable by the keeper alone); the stack only reads it.
+        if name_or_arn.startswith("arn:"):
+            secret = secretsmanager.Secret.from_secret_complete_arn(
+                self, "ServiceNowSecret", name_or_arn
+            )
+        else:
+            secret = secretsmanager.Secret.from_secret_name_v2(
+                self, "ServiceNowSecret", name_or_arn
+            )
+        secret.grant_read(self.role)
         return secret
 
     def _failure_queue(self) -> sqs.Queue:

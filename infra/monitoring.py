@@ -224,7 +224,7 @@ class Monitoring(Construct):
             ),
             AlarmSpec(
                 "keeper-throttled",
-                "Keeper invocations are throttled (reserved concurrency 1).",
+                "Keeper invocations are throttled (account concurrency or its own reservation).",
                 keeper.metric_throttles(statistic="Sum", period=_seconds(period)),
                 threshold=KEEPER_THROTTLES_PER_PERIOD,
             ),

@@ -57,7 +57,11 @@ def assertion_context() -> dict[str, Any]:
         "alarm_emails": [ALARM_EMAIL],
         "authorizer": AUTHORIZER,
     }
-    stacks["prod"] |= {"alarm_emails": [ALARM_EMAIL], "custom_domain": CUSTOM_DOMAIN}
+    stacks["prod"] |= {
+        "alarm_emails": [ALARM_EMAIL],
+        "custom_domain": CUSTOM_DOMAIN,
+        "keeper_reserved_concurrency": 1,
+    }
     return context
 
 

@@ -135,13 +135,94 @@ def test_two_stages_on_one_keyset_are_refused() -> None:
         load_stacks(context)
 
 
-def test_two_stages_sharing_a_servicenow_secret_are_refused() -> None:
+OPERATOR_SECRET_ARN = (
+    "arn:aws:secretsmanager:eu-west-1:111122223333:secret:jwtkeys/servicenow-AbC123"
+)
+
+
+def test_two_stages_sharing_an_operator_secret_are_refused() -> None:
     context = _jwtkeys_context()
+    context["stacks"]["prod"]["servicenow"]["secret"] = OPERATOR_SECRET_ARN
     context["stacks"]["dev"]["servicenow"] = dict(context["stacks"]["prod"]["servicenow"])
     context["stacks"]["dev"]["issuer"] = context["stacks"]["prod"]["issuer"]
 
-    with pytest.raises(ConfigurationError, match="secret:jwtkeys/servicenow-prod/servicenow"):
+    with pytest.raises(ConfigurationError, match=f"secret:{OPERATOR_SECRET_ARN}"):
         load_stacks(context)
+
+
+def test_a_fixed_secret_name_is_refused_with_the_ways_out() -> None:
+    # A named secret's name stays taken for up to 30 days after `cdk destroy`.
+    context = _jwtkeys_context()
+    context["stacks"]["prod"]["servicenow"]["secret_name"] = "jwtkeys/servicenow-prod/servicenow"
+
+    with pytest.raises(ConfigurationError) as refused:
+        load_stacks(context)
+    assert "jwtkeys.stacks.prod.servicenow.secret_name is no longer accepted" in str(refused.value)
+    assert "CloudFormation names it" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "secret", ["jwtkeys/servicenow-prod", OPERATOR_SECRET_ARN], ids=["name", "arn"]
+)
+def test_an_operator_secret_is_taken_by_name_or_complete_arn(secret: str) -> None:
+    context = _jwtkeys_context()
+    context["stacks"]["prod"]["servicenow"]["secret"] = secret
+
+    servicenow = load_stacks(context)[1].servicenow
+    assert servicenow is not None
+    assert servicenow.secret == secret
+
+
+def test_a_partial_secret_arn_is_refused() -> None:
+    context = _jwtkeys_context()
+    context["stacks"]["prod"]["servicenow"]["secret"] = OPERATOR_SECRET_ARN[:-7]
+
+    with pytest.raises(ConfigurationError, match="not a complete Secrets Manager secret ARN"):
+        load_stacks(context)
+
+
+def test_the_keeper_reserves_no_concurrency_unless_a_stage_asks() -> None:
+    context = _jwtkeys_context()
+    context["stacks"]["prod"]["keeper_reserved_concurrency"] = 1
+
+    dev, prod = load_stacks(context)
+    assert dev.keeper_reserved_concurrency is None
+    assert prod.keeper_reserved_concurrency == 1
+
+
+@pytest.mark.parametrize("value", [0, -1, True, "1"])
+def test_a_bad_reserved_concurrency_is_refused(value: object) -> None:
+    context = _jwtkeys_context()
+    context["stacks"]["dev"]["keeper_reserved_concurrency"] = value
+
+    with pytest.raises(ConfigurationError, match="keeper_reserved_concurrency must be null"):
+        load_stacks(context)
+
+
+@pytest.mark.parametrize(
+    ("region", "missing"),
+    [
+        ("eu-central-2", "Lambda Function URLs"),
+        ("ap-southeast-4", "Lambda Function URLs"),
+        ("us-gov-west-1", "Amazon CloudFront"),
+    ],
+)
+def test_a_region_lacking_a_needed_service_is_refused_at_synth(region: str, missing: str) -> None:
+    context = cdk_json_context()
+    context["jwtkeys"]["stacks"]["dev"]["region"] = region
+
+    with pytest.raises(ConfigurationError) as refused:
+        build_app(App(context=context))
+    message = str(refused.value)
+    assert message.startswith(f"jwtkeys.stacks.dev.region {region!r} lacks {missing}")
+    assert "https://docs.aws.amazon.com/" in message
+
+
+def test_a_region_with_every_service_is_accepted() -> None:
+    context = _jwtkeys_context()
+    context["stacks"]["dev"]["region"] = "eu-west-1"
+
+    assert load_stacks(context)[0].region == "eu-west-1"
 
 
 @pytest.mark.parametrize(

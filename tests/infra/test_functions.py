@@ -154,12 +154,27 @@ def test_keeper_without_servicenow_gets_no_servicenow_settings(dev: Template) ->
     assert not resources(dev, "AWS::SecretsManager::Secret")
 
 
-def test_keeper_runs_one_at_a_time_and_the_signer_is_unreserved(dev: Template) -> None:
-    _, keeper = _function(dev, "KeeperFunction")
-    _, signer = _function(dev, "SignerFunction")
+def test_no_function_reserves_concurrency_by_default(dev: Template) -> None:
+    # A reservation is refused on accounts with a small concurrency quota; the lease
+    # already serialises ticks.
+    for function in ("KeeperFunction", "SignerFunction"):
+        _, properties = _function(dev, function)
+        assert "ReservedConcurrentExecutions" not in properties, function
+
+
+def test_a_stage_may_reserve_the_keepers_concurrency(prod: Template) -> None:
+    _, keeper = _function(prod, "KeeperFunction")
 
     assert keeper["ReservedConcurrentExecutions"] == 1
-    assert "ReservedConcurrentExecutions" not in signer
+
+
+def test_the_stacks_servicenow_secret_is_named_by_cloudformation(prod: Template) -> None:
+    # A fixed name would stay taken for the recovery window after `cdk destroy`.
+    _, secret = only(
+        prod, "AWS::SecretsManager::Secret", lambda lid, _p: lid.startswith("KeeperServiceNow")
+    )
+
+    assert "Name" not in secret
 
 
 def test_function_url_requires_iam_auth(dev: Template) -> None:
