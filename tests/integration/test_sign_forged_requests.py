@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools import Logger
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from jwtkeys.errors import InvalidRequest, PolicyViolation
 from jwtkeys.signer.service import SignService
@@ -351,3 +353,52 @@ def test_logs_never_name_an_identity_the_function_did_not_accept(stack: LocalSta
     # Then neither names the admin role as the caller
     assert [r["caller"] for r in records] == ["direct-invoke", "unrecognised"]
     assert ADMIN not in stream.getvalue()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+# Function URL events of any shape: every level replaced, in turn, by arbitrary JSON.
+shaped_events = st.builds(
+    lambda http, authorizer, body, flag: {
+        "version": "2.0",
+        "requestContext": {"http": http, "authorizer": authorizer},
+        "body": body,
+        "isBase64Encoded": flag,
+    },
+    st.one_of(json_values, st.just({"method": "POST"})),
+    st.one_of(
+        json_values,
+        st.builds(lambda iam: {"iam": iam}, json_values),
+        st.builds(lambda arn: {"iam": {"userArn": arn}}, json_values),
+    ),
+    st.one_of(json_values, json_values.map(json.dumps)),
+    json_values,
+)
+
+
+def test_events_of_any_shape_are_refused_by_name_never_crash(
+    signer: ModuleType, local_aws: LocalAws
+) -> None:
+    local_aws.reset_calls()
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(event=shaped_events | json_values)
+    def run(event: object) -> None:
+        try:
+            response = signer.lambda_handler(event, LambdaContext())
+        except (InvalidRequest, PolicyViolation):
+            return  # a direct invoke, refused by name
+        # A Function URL-shaped event: a 4xx naming the error, never a 5xx or a token
+        assert response["statusCode"] in (400, 403), response
+        assert json.loads(response["body"])["error"]["code"] in {
+            "InvalidRequest",
+            "PolicyViolation",
+        }
+
+    run()
+    assert [call for call in local_aws.calls() if call[0] == "kms"] == []
