@@ -13,8 +13,7 @@ import pytest
 import requests
 
 from jwtkeys.clock import SimulatedClock
-from jwtkeys.errors import ServiceNowError
-from jwtkeys.keeper.lifecycle import TrustNotConfirmed
+from jwtkeys.errors import ServiceNowError, TrustNotConfirmed
 from jwtkeys.keys.key_state import ManagedKey
 from jwtkeys.keys.kms_signer import KmsJwsSigner, KmsKeyRef
 from jwtkeys.names import servicenow_record_name

@@ -83,6 +83,12 @@ class LeaseHeld(LifecycleError):
     code = "LeaseHeld"
 
 
+class TrustNotConfirmed(LifecycleError):
+    """The verifier did not confirm it trusts a key (records not read back, canary refused)."""
+
+    code = "TrustNotConfirmed"
+
+
 class ServiceNowError(JwtKeysError):
     """ServiceNow refused or failed a request; the message names the table and status."""
 

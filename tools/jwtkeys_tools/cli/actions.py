@@ -69,6 +69,6 @@ def run_decommission(args: argparse.Namespace) -> int:
 
 
 def run_jwks(args: argparse.Namespace) -> int:
-    origin = resolve_target(args).keeper().keeper.load_view()[3]
+    origin = resolve_target(args).keeper().keeper.load_view().published_jwks
     print(json.dumps(json.loads(origin) if origin else {"keys": []}, indent=2))
     return 0

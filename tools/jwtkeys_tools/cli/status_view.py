@@ -24,13 +24,14 @@ class KeyStatus:
 
 def keyset_status(keeper: KeyLifecycle, now: float) -> list[KeyStatus]:
     """The keyset's keys, newest first, with what happens to each next and when."""
-    registry, keys, alias_target, origin = keeper.load_view()
-    served = {str(key["kid"]) for key in json.loads(origin)["keys"]} if origin else set()
+    view = keeper.load_view()
+    jwks = view.published_jwks
+    served = {str(key["kid"]) for key in json.loads(jwks)["keys"]} if jwks else set()
     trusted = keeper.trusted_kids()
     policy = keeper.policy
-    current = next((key for key in keys if key.state is KeyState.CURRENT), None)
+    current = next((key for key in view.keys if key.state is KeyState.CURRENT), None)
     rows = []
-    for key in sorted(keys, key=lambda k: k.created_at, reverse=True):
+    for key in sorted(view.keys, key=lambda k: k.created_at, reverse=True):
         transition, at = schedule.next_transition(key, current, policy)
         rows.append(
             KeyStatus(
@@ -39,12 +40,12 @@ def keyset_status(keeper: KeyLifecycle, now: float) -> list[KeyStatus]:
                 age_seconds=int(now - key.created_at),
                 published=key.kid in served,
                 trusted=None if trusted is None else key.kid in trusted,
-                signing=key.arn == alias_target,
+                signing=key.arn == view.alias_target,
                 next_transition=transition,
                 next_transition_at=None if at is None else int(at),
             )
         )
-    for disposed in reversed(registry.disposed[-5:]):
+    for disposed in reversed(view.registry.disposed[-5:]):
         rows.append(
             KeyStatus(
                 kid=str(disposed["kid"]),

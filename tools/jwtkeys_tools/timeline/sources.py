@@ -57,9 +57,9 @@ def keeper_histories(
 ) -> list[KeyHistory]:
     """Every key the keeper's registry knows: live keys from their tags, disposed ones too."""
     trusted = trusted_at or {}
-    registry, keys, _, _ = lifecycle.load_view()
-    histories = [KeyHistory.of(key, trusted_at=trusted.get(key.kid)) for key in keys]
-    for disposed in registry.disposed:
+    view = lifecycle.load_view()
+    histories = [KeyHistory.of(key, trusted_at=trusted.get(key.kid)) for key in view.keys]
+    for disposed in view.registry.disposed:
         kid, at = str(disposed["kid"]), float(disposed["at"])
         tags = kms_tags(kms, str(disposed["arn"]))
         if tags and names.TAG_KID in tags and names.TAG_STATE in tags:

@@ -9,23 +9,25 @@ tags follow the alias.
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from jwtkeys import names
 from jwtkeys.clock import Clock
 from jwtkeys.errors import InvalidRequest, JwtKeysError, LeaseHeld, LifecycleError
 from jwtkeys.keeper import schedule
+from jwtkeys.keeper.audit import Audit
 from jwtkeys.keeper.jwks_publisher import JwksPublisher
+from jwtkeys.keeper.nonce_adoption import NonceAdoption
 from jwtkeys.keeper.rotation_policy import RotationPolicy
-from jwtkeys.keeper.state_store import Lease, Registry, RegistryEntry, RegistryStore
-from jwtkeys.keys.jwk import render_jwks
+from jwtkeys.keeper.state_store import Lease, Registry, RegistryStore
+from jwtkeys.keeper.tick import TickReport, TickState
 from jwtkeys.keys.key_state import KeyState, ManagedKey
 from jwtkeys.keys.key_store import KeyStore
-from jwtkeys.trust.target import TrustReport, TrustTarget
+from jwtkeys.trust.target import TrustTarget
 
 REVOCATION_WARNING = (
     "verifiers and the CDN may keep serving the revoked key from cache for up to "
@@ -33,81 +35,22 @@ REVOCATION_WARNING = (
 )
 
 
-class TrustNotConfirmed(LifecycleError):
-    """The verifier did not confirm it trusts a key (records not read back, canary refused)."""
+class Promotion(enum.Enum):
+    """When a reconciliation promotes the standby key."""
 
-    code = "TrustNotConfirmed"
-
-
-@dataclass
-class TickReport:
-    """What one keeper action did: the JSON summary the keeper returns."""
-
-    action: str
-    skipped: str | None = None
-    created: list[str] = field(default_factory=list)
-    promoted: list[str] = field(default_factory=list)
-    retired: list[str] = field(default_factory=list)
-    revoked: list[str] = field(default_factory=list)
-    disposed: list[str] = field(default_factory=list)
-    published: bool = False
-    jwks_drift: bool = False
-    trust: TrustReport | None = None
-    trust_error: str | None = None
-    canary_failed: bool = False
-    warnings: list[str] = field(default_factory=list)
-    current_kid: str | None = None
-    next_kid: str | None = None
-    current_key_age: float | None = None
-    next_key_published_for: float | None = None
-    published_keys: int = 0
-
-    def to_summary(self) -> dict[str, Any]:
-        summary: dict[str, Any] = {
-            "action": self.action,
-            "created": self.created,
-            "promoted": self.promoted,
-            "retired": self.retired,
-            "revoked": self.revoked,
-            "disposed": self.disposed,
-            "published": self.published,
-            "drift": {
-                "jwks": self.jwks_drift,
-                "servicenow": self.trust.drift if self.trust else 0,
-            },
-            "current_kid": self.current_kid,
-            "next_kid": self.next_kid,
-            "published_keys": self.published_keys,
-            "warnings": self.warnings,
-        }
-        if self.skipped:
-            summary["skipped"] = self.skipped
-        if self.trust_error:
-            summary["trust_error"] = self.trust_error
-        return summary
+    DUE = "due"  # the scheduled tick: only once the current key's rotation period is over
+    NOW = "now"  # an operator's rotate: now, if the prepublish window has ended
+    FORCE = "force"  # an operator's rotate --force: now, even inside the prepublish window
 
 
-@dataclass
-class _Tick:
-    """The state one action works on, loaded once and kept in step with each change."""
+@dataclass(frozen=True)
+class KeysetView:
+    """A read-only view of the keyset for `status` and `jwks`."""
 
     registry: Registry
     keys: list[ManagedKey]
-    alias_target: str | None
-    origin: bytes | None
-    report: TickReport
-    trust_ok: bool = True
-
-    def in_state(self, state: KeyState) -> list[ManagedKey]:
-        return [key for key in self.keys if key.state is state]
-
-    def one(self, state: KeyState) -> ManagedKey | None:
-        keys = self.in_state(state)
-        return keys[0] if keys else None
-
-    @property
-    def published(self) -> list[ManagedKey]:
-        return [key for key in self.keys if key.state.published]
+    alias_target: str | None  # the ARN the signing alias names; None before bootstrap
+    published_jwks: bytes | None  # the JWKS document at the origin; None before the first
 
 
 class KeyLifecycle:
@@ -137,18 +80,19 @@ class KeyLifecycle:
         self._clock = clock
         self._log = logger or logging.getLogger("jwtkeys.keeper.lifecycle")
         self._revoke_sessions = revoke_sessions
+        self._adoption = NonceAdoption(key_store, registry_store)
+        self._audit = Audit(publisher, policy, clock)
 
     # Public actions -----------------------------------------------------------------
 
     def tick(self) -> TickReport:
         """One scheduled reconciliation: create, publish, sync, promote and retire as due."""
-        return self._under_lease("tick", lambda tick: self._reconcile(tick, promote="due"))
+        return self._under_lease("tick", lambda tick: self._reconcile(tick, Promotion.DUE))
 
     def rotate(self, force: bool = False) -> TickReport:
         """Promote the standby key now (force: even before its prepublish window ends)."""
-        return self._under_lease(
-            "rotate", lambda tick: self._reconcile(tick, promote="force" if force else "now")
-        )
+        promotion = Promotion.FORCE if force else Promotion.NOW
+        return self._under_lease("rotate", lambda tick: self._reconcile(tick, promotion))
 
     def revoke(self, kid: str) -> TickReport:
         """Emergency: remove a key from the JWKS and ServiceNow and disable it at once."""
@@ -167,15 +111,20 @@ class KeyLifecycle:
         """What the verifier (ServiceNow) trusts now, for `status`; None without one."""
         return self._trust.trusted_kids()
 
-    def load_view(self) -> tuple[Registry, list[ManagedKey], str | None, bytes | None]:
+    def load_view(self) -> KeysetView:
         """Read-only view for `status`: registry, keys, alias target, published JWKS."""
         registry = self._registry.load()
         keys = self._load_keys(registry)
-        return registry, keys, self._keys.alias_target(), self._publisher.read_origin()
+        return KeysetView(
+            registry=registry,
+            keys=keys,
+            alias_target=self._keys.alias_target(),
+            published_jwks=self._publisher.read_origin(),
+        )
 
     # The frame of every action ------------------------------------------------------
 
-    def _under_lease(self, action: str, body: Callable[[_Tick], None]) -> TickReport:
+    def _under_lease(self, action: str, body: Callable[[TickState], None]) -> TickReport:
         report = TickReport(action=action)
         try:
             self._lease.acquire()
@@ -195,12 +144,12 @@ class KeyLifecycle:
         self._lease.release()
         return report
 
-    def _run(self, report: TickReport, body: Callable[[_Tick], None]) -> None:
+    def _run(self, report: TickReport, body: Callable[[TickState], None]) -> None:
         registry = self._registry.load()
         if registry.decommissioned:
             report.skipped = "keyset decommissioned"
             return
-        tick = _Tick(
+        tick = TickState(
             registry=registry,
             keys=self._load_keys(registry),
             alias_target=self._keys.alias_target(),
@@ -209,7 +158,7 @@ class KeyLifecycle:
         )
         body(tick)
         if not registry.decommissioned:
-            self._audit(tick)
+            self._audit.run(tick)
 
     def _load_keys(self, registry: Registry) -> list[ManagedKey]:
         keys = []
@@ -225,19 +174,19 @@ class KeyLifecycle:
 
     # The reconciliation (docs/design.md, tick steps 3-8) -------------------------------
 
-    def _reconcile(self, tick: _Tick, promote: str) -> None:
+    def _reconcile(self, tick: TickState, promotion: Promotion) -> None:
         self._follow_alias(tick)
         self._resolve_duplicate_next(tick)
         self._ensure_next(tick)
         self._publish_and_sync(tick)
         if tick.alias_target is None:
             self._bootstrap(tick)
-        elif promote != "due" or self._promotion_due(tick):
-            self._promote(tick, force=promote == "force", requested=promote != "due")
+        elif promotion is not Promotion.DUE or self._promotion_due(tick):
+            self._promote(tick, promotion)
         self._retire_due(tick)
         self._dispose_unpublished(tick)
 
-    def _follow_alias(self, tick: _Tick) -> None:
+    def _follow_alias(self, tick: TickState) -> None:
         """Tags follow the alias: finish a promotion cut short between alias and tags."""
         if tick.alias_target is None:
             return
@@ -258,32 +207,22 @@ class KeyLifecycle:
             if key is not target:
                 self._transition(key, KeyState.PREVIOUS, names.TAG_DEACTIVATED_AT, "alias moved on")
 
-    def _resolve_duplicate_next(self, tick: _Tick) -> None:
+    def _resolve_duplicate_next(self, tick: TickState) -> None:
         standby = sorted(tick.in_state(KeyState.NEXT), key=lambda key: key.created_at)
         for extra in standby[1:]:
             # I3: at most one standby key. Keep the oldest (published longest).
             self._transition(extra, KeyState.RETIRED, names.TAG_RETIRED_AT, "duplicate next key")
             tick.report.retired.append(extra.kid)
 
-    def _ensure_next(self, tick: _Tick) -> None:
+    def _ensure_next(self, tick: TickState) -> None:
         if tick.one(KeyState.NEXT) is not None:
             return
-        registry, now = tick.registry, self._clock.now()
-        arn: str | None = None
-        if registry.intent_nonce:
-            # A CreateKey whose outcome we never learnt: adopt its key if it exists.
-            arn = self._keys.find_by_nonce(registry.intent_nonce)
-            nonce = registry.intent_nonce
-        else:
-            nonce = uuid.uuid4().hex
-            registry.intent_nonce = nonce
-            self._registry.save(registry)
+        registry = tick.registry
+        arn = self._adoption.recover(registry)
         if arn is None:
-            arn = self._keys.create_key(nonce, now)
-        jwk = self._keys.public_jwk(arn)
+            arn = self._keys.create_key(self._adoption.announce(registry), self._clock.now())
+        jwk = self._adoption.register(registry, arn).jwk
         self._keys.set_tags(arn, {names.TAG_KID: jwk["kid"]})
-        registry.keys.append(RegistryEntry(arn=arn, kid=jwk["kid"], jwk=jwk))
-        registry.intent_nonce = None
         self._registry.save(registry)
         key = self._keys.load(arn, jwk)
         if key is None:
@@ -300,7 +239,7 @@ class KeyLifecycle:
             },
         )
 
-    def _publish_and_sync(self, tick: _Tick) -> None:
+    def _publish_and_sync(self, tick: TickState) -> None:
         published = tick.published
         written = self._publisher.publish([key.jwk for key in published], tick.origin)
         now = self._clock.now()
@@ -322,7 +261,7 @@ class KeyLifecycle:
                 "trust sync failed", extra={"target": self._trust.name, "error": str(error)}
             )
 
-    def _confirmed(self, tick: _Tick, key: ManagedKey) -> bool:
+    def _confirmed(self, tick: TickState, key: ManagedKey) -> bool:
         if not tick.trust_ok:
             return False
         try:
@@ -333,7 +272,7 @@ class KeyLifecycle:
             return False
         return True
 
-    def _bootstrap(self, tick: _Tick) -> None:
+    def _bootstrap(self, tick: TickState) -> None:
         """No key signs yet: activate the (published, trusted) standby key at once."""
         standby = tick.one(KeyState.NEXT)
         if standby is None or standby.published_at is None or not self._confirmed(tick, standby):
@@ -348,20 +287,20 @@ class KeyLifecycle:
         self._ensure_next(tick)
         self._publish_and_sync(tick)
 
-    def _promotion_due(self, tick: _Tick) -> bool:
+    def _promotion_due(self, tick: TickState) -> bool:
         current = tick.one(KeyState.CURRENT)
         due_at = None if current is None else schedule.rotation_due_at(current, self.policy)
         return due_at is not None and self._clock.now() >= due_at
 
-    def _promote(self, tick: _Tick, *, force: bool, requested: bool) -> None:
+    def _promote(self, tick: TickState, promotion: Promotion) -> None:
         standby, current = tick.one(KeyState.NEXT), tick.one(KeyState.CURRENT)
         ready_at = None if standby is None else schedule.ready_at(standby, self.policy)
         if standby is None or ready_at is None:
             tick.report.warnings.append("no published standby key to promote yet")
             return
         if self._clock.now() < ready_at:
-            if not force:
-                if requested:
+            if promotion is not Promotion.FORCE:
+                if promotion is Promotion.NOW:
                     tick.report.warnings.append(
                         f"standby key {standby.kid} is published for less than the prepublish"
                         f" window; it can be promoted at {int(ready_at)} (or use force)"
@@ -382,7 +321,7 @@ class KeyLifecycle:
         self._ensure_next(tick)
         self._publish_and_sync(tick)
 
-    def _retire_due(self, tick: _Tick) -> None:
+    def _retire_due(self, tick: TickState) -> None:
         now = self._clock.now()
         for key in tick.in_state(KeyState.PREVIOUS):
             retire_at = schedule.retirement_at(key, self.policy)
@@ -391,7 +330,7 @@ class KeyLifecycle:
                 self._transition(key, KeyState.RETIRED, names.TAG_RETIRED_AT, "grace over")
                 tick.report.retired.append(key.kid)
 
-    def _dispose_unpublished(self, tick: _Tick) -> None:
+    def _dispose_unpublished(self, tick: TickState) -> None:
         """Retired and revoked keys: unpublish and untrust first, then disable and delete."""
         leaving = [key for key in tick.keys if not key.state.published]
         if not leaving:
@@ -412,7 +351,7 @@ class KeyLifecycle:
 
     # Emergency and end of life ---------------------------------------------------------
 
-    def _revoke(self, tick: _Tick, kid: str) -> None:
+    def _revoke(self, tick: TickState, kid: str) -> None:
         self._follow_alias(tick)
         key = next((key for key in tick.keys if key.kid == kid), None)
         if key is None:
@@ -446,17 +385,14 @@ class KeyLifecycle:
         self._publish_and_sync(tick)
         self._dispose_unpublished(tick)
 
-    def _decommission(self, tick: _Tick) -> None:
+    def _decommission(self, tick: TickState) -> None:
         registry = tick.registry
-        if registry.intent_nonce:
-            arn = self._keys.find_by_nonce(registry.intent_nonce)
-            if arn is not None:
-                jwk = self._keys.public_jwk(arn)
-                registry.keys.append(RegistryEntry(arn=arn, kid=jwk["kid"], jwk=jwk))
-                adopted = self._keys.load(arn, jwk)
-                if adopted is not None:
-                    tick.keys.append(adopted)
-            registry.intent_nonce = None
+        arn = self._adoption.recover(registry)
+        if arn is not None:
+            adopted = self._keys.load(arn, self._adoption.register(registry, arn).jwk)
+            if adopted is not None:
+                tick.keys.append(adopted)
+        registry.intent_nonce = None
         self._keys.delete_alias()
         tick.alias_target = None
         for key in tick.keys:
@@ -468,35 +404,6 @@ class KeyLifecycle:
             raise LifecycleError(f"decommission incomplete: {tick.report.trust_error}")
         registry.decommissioned = True
         self._registry.save(registry)
-
-    # Audit (step 8) ----------------------------------------------------------------------
-
-    def _audit(self, tick: _Tick) -> None:
-        report, now = tick.report, self._clock.now()
-        expected = render_jwks(key.jwk for key in tick.published)
-        drift = tick.origin != expected
-        served = self._publisher.read_served()
-        settled = (
-            (tick.registry.jwks_published_at or 0)
-            + 2 * self.policy.jwks_max_age
-            + self.policy.tick_interval
-        )
-        if served is not None and served != expected and now >= settled:
-            # Inside the window, CDN and caches may lawfully still serve the previous copy.
-            drift = True
-        report.jwks_drift = drift
-        current, standby = tick.one(KeyState.CURRENT), tick.one(KeyState.NEXT)
-        report.published_keys = len(tick.published)
-        if current is not None:
-            report.current_kid = current.kid
-            if current.activated_at is not None:
-                report.current_key_age = now - current.activated_at
-        if standby is not None:
-            report.next_kid = standby.kid
-            if standby.published_at is not None:
-                report.next_key_published_for = now - standby.published_at
-        if len(tick.in_state(KeyState.CURRENT)) > 1 or len(tick.in_state(KeyState.NEXT)) > 1:
-            report.warnings.append("more than one current or next key: I3 does not hold")
 
     def _transition(
         self, key: ManagedKey, state: KeyState, at_tag: str | None, reason: str

@@ -16,10 +16,11 @@ from jwtkeys.keeper.jwks_publisher import (
     JwksPublisher,
     RecordingInvalidator,
 )
-from jwtkeys.keeper.lifecycle import KeyLifecycle, TickReport
+from jwtkeys.keeper.lifecycle import KeyLifecycle
 from jwtkeys.keeper.state_store import Lease, RegistryStore
+from jwtkeys.keeper.tampering import inspect_kms_event, is_cloudtrail_kms_event
+from jwtkeys.keeper.tick import TickReport
 from jwtkeys.keys.key_store import KeyStore
-from jwtkeys.names import KMS_EVENTS_NEVER_MADE_BY_KEEPER, KMS_SIGN_EVENT
 from jwtkeys.observability import MetricsRecorder
 from jwtkeys.settings import KeeperSettings
 from jwtkeys.trust.target import NoTrustTarget, TrustTarget
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 # The keeper's Lambda timeout is well under this, and the tick interval well over it:
 # a crashed tick's lease has expired by the next scheduled tick.
 LEASE_SECONDS = 240
-CLOUDTRAIL_DETAIL_TYPE = "AWS API Call via CloudTrail"
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class KeeperService:
     def handle(self, event: object) -> dict[str, Any]:
         """Run one event; refuse anything that is not a known action or KMS CloudTrail event."""
         try:
-            if _is_cloudtrail_kms_event(event):
+            if is_cloudtrail_kms_event(event):
                 assert isinstance(event, dict)
                 return self._inspect(event)
             return self._act(event)
@@ -168,34 +168,23 @@ class KeeperService:
                 add(catalog.CERTIFICATE_EXPIRES_IN_DAYS, report.trust.certificate_expires_in_days)
 
     def _inspect(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        detail = event.get("detail") or {}
-        event_name = str(detail.get("eventName", ""))
-        principal = _principal_role_arn(detail)
-        key_arns = _key_arns(event, detail)
-        # CloudTrail names a key by ARN or bare id; compare the key ids.
-        ours = {entry.arn.rsplit("/", 1)[-1] for entry in self._registry.load().keys}
-        touched = sorted(arn for arn in key_arns if arn.rsplit("/", 1)[-1] in ours)
-        allowed = set()
-        if event_name not in KMS_EVENTS_NEVER_MADE_BY_KEEPER:
-            allowed.add(self.settings.keeper_role_arn)
-        if event_name == KMS_SIGN_EVENT:
-            allowed.add(self.settings.signer_role_arn)
-        foreign = bool(touched) and principal not in allowed
-        if foreign:
+        inspection = inspect_kms_event(
+            event,
+            (entry.arn for entry in self._registry.load().keys),
+            self.settings.keeper_role_arn,
+            self.settings.signer_role_arn,
+        )
+        if inspection.foreign:
             self._metrics.add(catalog.FOREIGN_KEY_ACTIVITY, 1)
             self._log.warning(
                 "foreign activity on a keyset key",
-                extra={"event": event_name, "principal": principal, "keys": touched},
+                extra={
+                    "event": inspection.event,
+                    "principal": inspection.principal,
+                    "keys": inspection.keys,
+                },
             )
-        return {"action": "inspect", "event": event_name, "foreign": foreign, "keys": touched}
-
-
-def _is_cloudtrail_kms_event(event: object) -> bool:
-    return (
-        isinstance(event, dict)
-        and event.get("source") == "aws.kms"
-        and event.get("detail-type") == CLOUDTRAIL_DETAIL_TYPE
-    )
+        return inspection.to_summary()
 
 
 def _parse_action(event: object) -> Callable[[KeyLifecycle], TickReport]:
@@ -231,27 +220,3 @@ def _parse_action(event: object) -> Callable[[KeyLifecycle], TickReport]:
     if not isinstance(confirm, str):
         raise InvalidRequest("confirmation_mismatch", "decommission needs confirm=<keyset name>")
     return lambda keeper: keeper.decommission(confirm)
-
-
-def _principal_role_arn(detail: Mapping[str, Any]) -> str:
-    identity = detail.get("userIdentity") or {}
-    issuer = (identity.get("sessionContext") or {}).get("sessionIssuer") or {}
-    # An assumed-role session is judged by the role that issued it.
-    return str(issuer.get("arn") or identity.get("arn") or "")
-
-
-def _key_arns(event: Mapping[str, Any], detail: Mapping[str, Any]) -> set[str]:
-    arns = {
-        str(resource.get("ARN"))
-        for resource in detail.get("resources") or []
-        if resource.get("ARN")
-    }
-    arns.update(
-        str(resource) for resource in event.get("resources") or [] if isinstance(resource, str)
-    )
-    parameters = detail.get("requestParameters") or {}
-    for name in ("keyId", "targetKeyId"):
-        key_id = parameters.get(name)
-        if isinstance(key_id, str) and key_id:
-            arns.add(key_id)
-    return arns

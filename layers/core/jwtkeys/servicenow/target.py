@@ -22,8 +22,7 @@ import boto3
 from botocore.config import Config
 
 from jwtkeys.clock import Clock
-from jwtkeys.errors import ConfigurationError, JwtKeysError, ServiceNowError
-from jwtkeys.keeper.lifecycle import TrustNotConfirmed
+from jwtkeys.errors import ConfigurationError, JwtKeysError, ServiceNowError, TrustNotConfirmed
 from jwtkeys.keys.key_state import ManagedKey
 from jwtkeys.keys.kms_signer import KmsJwsSigner, KmsKeyRef
 from jwtkeys.names import servicenow_record_name

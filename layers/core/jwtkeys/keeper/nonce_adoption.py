@@ -1,0 +1,44 @@
+"""Nonce adoption: a key whose CreateKey answer was lost is adopted, never created twice.
+
+Before each CreateKey the keeper records an intent nonce in the registry; the key is
+created carrying it as a tag. When a tick finds a nonce still recorded, the CreateKey's
+outcome was never learnt: the key it may have made is looked up by its nonce and
+adopted before anything new is created.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from jwtkeys.keeper.state_store import Registry, RegistryEntry, RegistryStore
+from jwtkeys.keys.key_store import KeyStore
+
+
+class NonceAdoption:
+    """Announces each CreateKey in the registry and adopts the key of an unanswered one."""
+
+    def __init__(self, key_store: KeyStore, registry_store: RegistryStore) -> None:
+        self._keys = key_store
+        self._registry = registry_store
+
+    def announce(self, registry: Registry) -> str:
+        """The nonce the next CreateKey carries, saved in the registry before the call."""
+        if registry.intent_nonce:
+            return registry.intent_nonce  # the earlier CreateKey made no key: reuse its nonce
+        registry.intent_nonce = uuid.uuid4().hex
+        self._registry.save(registry)
+        return registry.intent_nonce
+
+    def recover(self, registry: Registry) -> str | None:
+        """The ARN of the key an unanswered CreateKey made, or None (nothing pending or made)."""
+        if not registry.intent_nonce:
+            return None
+        return self._keys.find_by_nonce(registry.intent_nonce)
+
+    def register(self, registry: Registry, arn: str) -> RegistryEntry:
+        """List a created or adopted key in `registry` (not saved) and settle the intent."""
+        jwk = self._keys.public_jwk(arn)
+        entry = RegistryEntry(arn=arn, kid=jwk["kid"], jwk=jwk)
+        registry.keys.append(entry)
+        registry.intent_nonce = None
+        return entry
