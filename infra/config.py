@@ -193,6 +193,7 @@ class KeysetConfig:
             routes=self.authorizer.routes,
             cache_ttl=self.authorizer.cache_ttl,
             leeway=self.authorizer.leeway,
+            max_lifetime=self.policy.max_token_ttl,
         )
 
 

@@ -46,6 +46,8 @@ def test_a_stage_with_an_authorizer_gets_the_function_configured(dev: Template) 
         for pattern, rule in AUTHORIZER["routes"].items()
     }
     assert variables[names.ENV_AUTHORIZER_CACHE_TTL] == "45"
+    # A token living longer than the keyset's max_token_ttl was not minted by its signer.
+    assert variables[names.ENV_AUTHORIZER_MAX_LIFETIME] == "3600"
     assert variables[names.ENV_ISSUER] == "jwtkeys-dev-client-id"
     # The JWKS the authorizer reads is the one this stack's CDN serves.
     assert "Fn::Join" in variables[names.ENV_AUTHORIZER_JWKS_URL]

@@ -29,6 +29,7 @@ ROUTES = {
     "GET /billing/*": {"audience": "billing"},
 }
 API_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/prod"
+MAX_LIFETIME = 1800
 
 
 @pytest.fixture
@@ -47,6 +48,7 @@ def authorizer(
         routes=parse_routes(ROUTES, "routes"),
         cache_ttl=30,
         leeway=0,
+        max_lifetime=MAX_LIFETIME,
     )
     return load_handler("authorizer", {**local_aws.env(), **settings.to_environ()}, monkeypatch)
 
@@ -122,6 +124,7 @@ def test_http_api_accepts_a_token_from_the_signing_function(
         ("GET /orders", "FORGED", "bad_signature"),
         ("GET /orders", "OUTSIDER", "unknown_kid"),
         ("GET /orders", "SHORT", "expires_within_cache_ttl"),
+        ("GET /orders", "LONG", "lifetime_too_long"),
         ("GET /orders", "Bearer not.a-token.x", "malformed"),
     ],
 )
@@ -143,6 +146,9 @@ def test_http_api_refusals_name_the_reason_and_never_echo_the_token(
         "FORGED": f"Bearer {jwt.encode(claims, outsider, 'RS256', headers={'kid': kid})}",
         "OUTSIDER": f"Bearer {jwt.encode(claims, outsider, 'RS256', headers={'kid': 'outsider'})}",
         "SHORT": f"Bearer {_token(stack, ttl_seconds=20)}",
+        # A real token living longer than the authorizer's max_lifetime (set below the
+        # signer's cap here, so that the keyset's own signer can mint one).
+        "LONG": f"Bearer {_token(stack, ttl_seconds=MAX_LIFETIME + 60)}",
     }
     capsys.readouterr()
     answer = authorizer.lambda_handler(
@@ -267,6 +273,7 @@ def test_settings_round_trip_through_the_environment() -> None:
         routes=parse_routes(ROUTES, "routes"),
         cache_ttl=45,
         leeway=10,
+        max_lifetime=7200,
     )
     assert AuthorizerSettings.from_environ(settings.to_environ()) == settings
     with pytest.raises(ConfigurationError, match="cache_ttl"):

@@ -86,6 +86,7 @@ ENV_AUTHORIZER_JWKS_URL = "JWTKEYS_AUTHORIZER_JWKS_URL"
 ENV_AUTHORIZER_ROUTES = "JWTKEYS_AUTHORIZER_ROUTES"  # JSON {pattern: {audience, claims?}}
 ENV_AUTHORIZER_CACHE_TTL = "JWTKEYS_AUTHORIZER_CACHE_TTL"
 ENV_AUTHORIZER_LEEWAY = "JWTKEYS_AUTHORIZER_LEEWAY"
+ENV_AUTHORIZER_MAX_LIFETIME = "JWTKEYS_AUTHORIZER_MAX_LIFETIME"
 
 # KMS CloudTrail events. The keeper makes the first kind on its keys (and Sign for
 # canaries and certificates); it never makes the second, so those are foreign whoever

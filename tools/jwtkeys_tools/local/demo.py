@@ -458,6 +458,7 @@ def authorize_api_requests(demo: Demo, state: DemoState) -> str:
         issuer=CLIENT_ID,
         jwks_url=state.stack.jwks_url,
         routes=parse_routes({"GET /orders": {"audience": CLIENT_ID}}, "routes"),
+        max_lifetime=state.stack.config.policy.max_token_ttl,
     )
     authorizer = Authorizer.create(
         settings.to_environ(),

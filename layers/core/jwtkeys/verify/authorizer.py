@@ -25,6 +25,7 @@ from jwtkeys.clock import Clock
 from jwtkeys.errors import ConfigurationError, InvalidRequest, InvalidToken, JwksUnavailable
 from jwtkeys.observability import MetricsRecorder
 from jwtkeys.verify.jwks_verifier import JwksCachePolicy, JwksVerifier
+from jwtkeys.verify.token import DEFAULT_MAX_LIFETIME
 
 # API Gateway's own ceiling for an authorizer's result cache.
 MAX_CACHE_TTL_SECONDS: Final = 3600
@@ -72,6 +73,8 @@ class AuthorizerSettings:
     routes: tuple[tuple[str, RouteRule], ...]
     cache_ttl: int = DEFAULT_CACHE_TTL_SECONDS
     leeway: int = DEFAULT_LEEWAY_SECONDS
+    # The keyset's max_token_ttl: a token that lives longer was not minted by its signer.
+    max_lifetime: int = DEFAULT_MAX_LIFETIME
 
     def __post_init__(self) -> None:
         names.check_keyset_name(self.keyset)
@@ -85,6 +88,9 @@ class AuthorizerSettings:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= ceiling:
                 raise ConfigurationError(f"authorizer {setting} must be an integer 0-{ceiling}")
+        lifetime = self.max_lifetime
+        if isinstance(lifetime, bool) or not isinstance(lifetime, int) or lifetime < 1:
+            raise ConfigurationError("authorizer max_lifetime must be a positive integer")
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> AuthorizerSettings:
@@ -116,6 +122,7 @@ class AuthorizerSettings:
             routes=parse_routes(raw_routes, names.ENV_AUTHORIZER_ROUTES),
             cache_ttl=integer(names.ENV_AUTHORIZER_CACHE_TTL, DEFAULT_CACHE_TTL_SECONDS),
             leeway=integer(names.ENV_AUTHORIZER_LEEWAY, DEFAULT_LEEWAY_SECONDS),
+            max_lifetime=integer(names.ENV_AUTHORIZER_MAX_LIFETIME, DEFAULT_MAX_LIFETIME),
         )
 
     def to_environ(self) -> dict[str, str]:
@@ -131,6 +138,7 @@ class AuthorizerSettings:
             names.ENV_AUTHORIZER_ROUTES: json.dumps(routes, separators=(",", ":")),
             names.ENV_AUTHORIZER_CACHE_TTL: str(self.cache_ttl),
             names.ENV_AUTHORIZER_LEEWAY: str(self.leeway),
+            names.ENV_AUTHORIZER_MAX_LIFETIME: str(self.max_lifetime),
         }
 
 
@@ -211,6 +219,7 @@ class Authorizer:
             settings.routes[0][1].audience,
             clock=clock,
             leeway=settings.leeway,
+            max_lifetime=settings.max_lifetime,
             policy=cache_policy,
             metrics=_JwksMetrics(recorder),
         )
