@@ -68,6 +68,7 @@ _SECRET_ARN_PATTERN = re.compile(
     r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$"
 )
 _ACM_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[A-Za-z0-9-]+$")
+_ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 
 _STACK_KEYS = frozenset(
     {
@@ -81,6 +82,7 @@ _STACK_KEYS = frozenset(
         "direct_invoke",
         "direct_invoke_principals",
         "function_url_callers",
+        "operator_role_arns",
         "servicenow",
         "alarm_emails",
         "custom_domain",
@@ -155,6 +157,8 @@ class KeysetConfig:
     # None: no reservation. A reservation is refused on accounts whose concurrency quota
     # is small, and the lease already keeps ticks from overlapping.
     keeper_reserved_concurrency: int | None = None
+    # Roles allowed to read the keeper's state/ besides the keeper (status, audits).
+    operator_role_arns: tuple[str, ...] = ()
     account: str | None = None
     region: str | None = None
 
@@ -277,6 +281,7 @@ def _load_stack(stage: str, values: object) -> KeysetConfig:
         keeper_reserved_concurrency=_reserved_concurrency(
             values.get("keeper_reserved_concurrency"), where
         ),
+        operator_role_arns=_operator_roles(values.get("operator_role_arns", []), where),
         account=access.account,
         region=_region(values, where),
     )
@@ -379,6 +384,17 @@ def _principals(value: object, where: str) -> tuple[str, ...]:
     return tuple(
         check_principal(arn, setting) for arn in _strings(value, setting, allow_empty=True)
     )
+
+
+def _operator_roles(value: object, where: str) -> tuple[str, ...]:
+    setting = f"{where}.operator_role_arns"
+    roles = _strings(value, setting, allow_empty=True)
+    for arn in roles:
+        # Role ARNs only: the bucket policy compares aws:PrincipalArn, which is the role's
+        # ARN for its sessions; a user, a session or the account root is no operator role.
+        if not _ROLE_ARN_PATTERN.match(arn):
+            raise ConfigurationError(f"{setting}: {arn!r} is not an IAM role ARN")
+    return roles
 
 
 def _direct_invoke(value: object, where: str) -> DirectInvoke | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
@@ -10,11 +12,23 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from jwtkeys.names import PUBLIC_PREFIX
+from jwtkeys.names import PUBLIC_PREFIX, STATE_PREFIX
 
 from .config import CustomDomain
 from .constants import NONCURRENT_VERSION_EXPIRATION_DAYS, PUBLIC_PATH_PATTERN
 from .nag import acknowledge
+
+# Object writes of every kind: a new version, a delete marker, a removed version, an ACL
+# or tags (tags and ACLs are not trusted, but nobody else has a reason to set them).
+_WRITE_ACTIONS = (
+    "s3:PutObject",
+    "s3:PutObjectAcl",
+    "s3:PutObjectTagging",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:DeleteObjectTagging",
+    "s3:RestoreObject",
+)
 
 # Anything outside /.well-known/ (the state/ prefix above all) ends at the edge.
 _NOT_FOUND_FUNCTION = """\
@@ -169,5 +183,39 @@ class JwksDistribution(Construct):
                 principals=[iam.ServicePrincipal("cloudfront.amazonaws.com")],
                 actions=["s3:GetObject"],
                 not_resources=[self.bucket.arn_for_objects(f"{PUBLIC_PREFIX}*")],
+            )
+        )
+
+    def reserve_for_keeper(self, keeper_role: iam.IRole, operator_roles: Sequence[str]) -> None:
+        """Only the keeper writes state/ and the published documents; only the keeper and
+        the operators read state/.
+
+        The keeper trusts neither as written (every key is checked against KMS), but an
+        identity policy elsewhere in the account granting s3:* must still not reach them:
+        these denies win over any allow. aws:PrincipalArn is the role's ARN even for its
+        sessions; service principals have none, so they are denied too.
+        """
+        keeper = keeper_role.role_arn
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyTheKeeperWritesStateAndJwks",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=list(_WRITE_ACTIONS),
+                resources=[
+                    self.bucket.arn_for_objects(f"{prefix}*")
+                    for prefix in (STATE_PREFIX, PUBLIC_PREFIX)
+                ],
+                conditions={"ArnNotEquals": {"aws:PrincipalArn": keeper}},
+            )
+        )
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyTheKeeperAndOperatorsReadState",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:GetObject", "s3:GetObjectVersion"],
+                resources=[self.bucket.arn_for_objects(f"{STATE_PREFIX}*")],
+                conditions={"ArnNotEquals": {"aws:PrincipalArn": [keeper, *operator_roles]}},
             )
         )

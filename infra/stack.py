@@ -54,6 +54,7 @@ class KeysetStack(Stack):
             jwks=self.jwks,
             signer_role=self.signer.role,
         )
+        self.jwks.reserve_for_keeper(self.keeper.role, config.operator_role_arns)
         self.monitoring = Monitoring(
             self,
             "Monitoring",

@@ -25,6 +25,7 @@ DIRECT_CALLER = "arn:aws:iam::111122223333:role/batch-jobs"
 URL_CALLER = "arn:aws:iam::111122223333:role/payments"
 URL_CALLER_RULE = {"subjects": ["svc-payments"], "audiences": ["jwtkeys-dev-client-id"]}
 ALARM_EMAIL = "secops@example.com"
+OPERATOR_ROLE = "arn:aws:iam::111122223333:role/ops/jwtkeys-operator"
 AUTHORIZER: dict[str, Any] = {
     "routes": {
         "GET /orders": {"audience": "orders-api", "claims": {"scope": "orders:read"}},
@@ -61,6 +62,7 @@ def assertion_context() -> dict[str, Any]:
         "alarm_emails": [ALARM_EMAIL],
         "custom_domain": CUSTOM_DOMAIN,
         "keeper_reserved_concurrency": 1,
+        "operator_role_arns": [OPERATOR_ROLE],
     }
     return context
 

@@ -108,6 +108,14 @@ RULE = {"subjects": ["svc-a"], "audiences": ["jwtkeys-dev-client-id"]}
             },
             "keeps callers out of the signer's account 111122223333",
         ),
+        (
+            {"operator_role_arns": ["arn:aws:iam::111122223333:root"]},
+            "operator_role_arns: 'arn:aws:iam::111122223333:root' is not an IAM role ARN",
+        ),
+        (
+            {"operator_role_arns": ["arn:aws:sts::111122223333:assumed-role/ops/alice"]},
+            "is not an IAM role ARN",
+        ),
     ],
 )
 def test_malformed_settings_are_refused_naming_the_setting(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.infra.conftest import Template, logical_id_starting, only
+from tests.infra.conftest import OPERATOR_ROLE, Template, logical_id_starting, only
 
 
 def _bucket(template: Template) -> tuple[str, dict[str, Any]]:
@@ -104,3 +104,45 @@ def test_custom_domain_gets_its_certificate_and_modern_tls(prod: Template) -> No
     assert config["ViewerCertificate"]["MinimumProtocolVersion"] == "TLSv1.2_2021"
     assert config["ViewerCertificate"]["SslSupportMethod"] == "sni-only"
     assert config["ViewerCertificate"]["AcmCertificateArn"].startswith("arn:aws:acm:us-east-1:")
+
+
+def _keeper_role(template: Template) -> dict[str, Any]:
+    role = logical_id_starting(template, "AWS::IAM::Role", "KeeperRole")
+    return {"Fn::GetAtt": [role, "Arn"]}
+
+
+def _bucket_statements(template: Template) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    bucket, _ = _bucket(template)
+    _, policy = only(
+        template, "AWS::S3::BucketPolicy", lambda _lid, props: props["Bucket"] == {"Ref": bucket}
+    )
+    return {"Fn::GetAtt": [bucket, "Arn"]}, policy["PolicyDocument"]["Statement"]
+
+
+def test_only_the_keeper_writes_state_and_the_published_documents(dev: Template) -> None:
+    # A principal with s3:* from its own identity policy could otherwise inject a registry
+    # entry, a lease or a JWKS: the bucket policy's explicit deny wins over any allow.
+    arn, statements = _bucket_statements(dev)
+    (deny,) = [s for s in statements if s.get("Sid") == "OnlyTheKeeperWritesStateAndJwks"]
+
+    assert deny["Effect"] == "Deny"
+    assert deny["Principal"] == {"AWS": "*"}
+    assert set(deny["Action"]) >= {"s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"}
+    assert deny["Resource"] == [
+        {"Fn::Join": ["", [arn, "/state/*"]]},
+        {"Fn::Join": ["", [arn, "/.well-known/*"]]},
+    ]
+    assert deny["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": _keeper_role(dev)}}
+
+
+def test_only_the_keeper_and_the_operator_roles_read_state(dev: Template, prod: Template) -> None:
+    for template, operators in ((dev, []), (prod, [OPERATOR_ROLE])):
+        arn, statements = _bucket_statements(template)
+        (deny,) = [s for s in statements if s.get("Sid") == "OnlyTheKeeperAndOperatorsReadState"]
+
+        assert deny["Effect"] == "Deny"
+        assert deny["Principal"] == {"AWS": "*"}
+        assert set(deny["Action"]) == {"s3:GetObject", "s3:GetObjectVersion"}
+        assert deny["Resource"] == {"Fn::Join": ["", [arn, "/state/*"]]}
+        readers = deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+        assert readers == [_keeper_role(template), *operators]
