@@ -11,6 +11,7 @@ Context layout (`cdk.json` -> `context.jwtkeys`)::
         keeper_reserved_concurrency=_reserved_concurrency(
             values.get("keeper_reserved_concurrency"), where
         ),
+        steady_traffic_minutes=_steady_traffic(values.get("steady_traffic_minutes"), where),
         account=access.account,
         region=_region(values, where),
                               "client_id": "...", "canary_subject": "..."},
@@ -21,6 +22,7 @@ Context layout (`cdk.json` -> `context.jwtkeys`)::
                                                        "claims": {"scope": "orders:read"}}},
                               "cache_ttl": 30, "leeway": 60},
         "keeper_reserved_concurrency": null,    # null: no reservation (the lease serialises)
+        "steady_traffic_minutes": null | 30,    # alarm when no token is issued for this long
         "account": null, "region": null
     }}}
 
@@ -59,7 +61,13 @@ from jwtkeys.verify.authorizer import (
     parse_routes,
 )
 
-from .constants import CONTEXT_KEY, DEFAULT_RUNBOOK_URL, STACK_NAME_PREFIX
+from .constants import (
+    CONTEXT_KEY,
+    DEFAULT_RUNBOOK_URL,
+    MAX_SILENCE_MINUTES,
+    SIGNER_ALARM_PERIOD_SECONDS,
+    STACK_NAME_PREFIX,
+)
 from .regions import check_region
 
 _EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -89,6 +97,7 @@ _STACK_KEYS = frozenset(
         "runbook_url",
         "authorizer",
         "keeper_reserved_concurrency",
+        "steady_traffic_minutes",
         "account",
         "region",
     }
@@ -159,6 +168,8 @@ class KeysetConfig:
     keeper_reserved_concurrency: int | None = None
     # Roles allowed to read the keeper's state/ besides the keeper (status, audits).
     operator_role_arns: tuple[str, ...] = ()
+    # A keyset with steady traffic declares how long without a token means trouble.
+    steady_traffic_minutes: int | None = None
     account: str | None = None
     region: str | None = None
 
@@ -282,6 +293,7 @@ def _load_stack(stage: str, values: object) -> KeysetConfig:
             values.get("keeper_reserved_concurrency"), where
         ),
         operator_role_arns=_operator_roles(values.get("operator_role_arns", []), where),
+        steady_traffic_minutes=_steady_traffic(values.get("steady_traffic_minutes"), where),
         account=access.account,
         region=_region(values, where),
     )
@@ -292,6 +304,24 @@ def _region(values: Mapping[str, Any], where: str) -> str | None:
     if region is not None:
         check_region(region, where)
     return region
+
+
+def _steady_traffic(value: object, where: str) -> int | None:
+    if value is None:
+        return None
+    step = SIGNER_ALARM_PERIOD_SECONDS // 60
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not step <= value <= MAX_SILENCE_MINUTES
+        or value % step
+    ):
+        # CloudWatch evaluates at most one day of periods of the signer's alarm period.
+        raise ConfigurationError(
+            f"{where}.steady_traffic_minutes must be null or a multiple of {step} from"
+            f" {step} to {MAX_SILENCE_MINUTES}"
+        )
+    return value
 
 
 def _reserved_concurrency(value: object, where: str) -> int | None:

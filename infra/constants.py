@@ -85,6 +85,9 @@ DEFAULT_RUNBOOK_URL: Final = "docs/runbook.md"
 
 # Signer metrics are aggregated over this period.
 SIGNER_ALARM_PERIOD_SECONDS: Final = 300
+# The longest silence the no-tokens alarm can watch: CloudWatch evaluates at most a day
+# of periods shorter than an hour.
+MAX_SILENCE_MINUTES: Final = 1440
 # Keeper metrics come once per tick: never aggregate over less than one tick.
 MIN_KEEPER_ALARM_PERIOD_SECONDS: Final = 300
 # Rotation is overdue when the current key outlives the rotation period by this much:

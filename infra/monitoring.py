@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aws_cdk import Aws, Duration
+from aws_cdk import Annotations, Aws, Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
@@ -43,6 +43,9 @@ _GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
 _LT = cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD
 _NOT_BREACHING = cloudwatch.TreatMissingData.NOT_BREACHING
 _BREACHING = cloudwatch.TreatMissingData.BREACHING
+
+# cdk synth prints this warning id for a stage whose alarms reach nobody.
+NO_SUBSCRIBER_WARNING = "jwtkeys:no-alarm-subscriber"
 
 # Principals that deliver to the topic: alarms, and EventBridge rules targeting it.
 TOPIC_PUBLISHERS = ("cloudwatch.amazonaws.com", "events.amazonaws.com")
@@ -91,6 +94,8 @@ class Monitoring(Construct):
         specs = [*self._keeper_alarms(keeper), *self._signer_alarms(signer)]
         if config.servicenow:
             specs += self._servicenow_alarms()
+        if config.steady_traffic_minutes is not None:
+            specs.append(self._no_tokens(config.steady_traffic_minutes))
         self.alarms: list[cloudwatch.AlarmBase] = [self._alarm(spec) for spec in specs]
         self.alarms.append(self._tokens_issued_anomaly())
 
@@ -132,6 +137,13 @@ class Monitoring(Construct):
         )
         for email in emails:
             topic.add_subscription(subscriptions.EmailSubscription(email))
+        if not emails:
+            Annotations.of(self).add_warning_v2(
+                NO_SUBSCRIBER_WARNING,
+                f"stage {self._config.stage!r}: no alarm_emails, so the alarm topic has no"
+                " subscriber and every alarm of this keyset goes unheard unless you subscribe"
+                " something to the AlarmTopicArn output",
+            )
         return topic
 
     # ---- the factory
@@ -306,6 +318,21 @@ class Monitoring(Construct):
                 comparison=_LT,
             ),
         ]
+
+    def _no_tokens(self, minutes: int) -> AlarmSpec:
+        # The anomaly band learns silence as normal after a while; a keyset that declares
+        # steady traffic knows better. No data at all is silence too.
+        periods = minutes * 60 // SIGNER_ALARM_PERIOD_SECONDS
+        return AlarmSpec(
+            "no-tokens",
+            f"No token issued for {minutes} minutes on a keyset that declares steady traffic.",
+            self._signer_metric(catalog.TOKENS_ISSUED, "Sum"),
+            threshold=1,
+            comparison=_LT,
+            evaluation_periods=periods,
+            datapoints_to_alarm=periods,
+            missing_data=_BREACHING,
+        )
 
     def _tokens_issued_anomaly(self) -> cloudwatch.AnomalyDetectionAlarm:
         anchor = "signing-volume-anomaly"

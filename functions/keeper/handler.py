@@ -12,6 +12,7 @@ from jwtkeys import servicenow
 from jwtkeys.clock import SystemClock
 from jwtkeys.keeper.service import KeeperClients, KeeperService
 from jwtkeys.metrics_catalog import KEEPER_SERVICE
+from jwtkeys.observability import MetricsRecorder, lambda_log_level
 from jwtkeys.settings import KeeperSettings
 
 # Lambda's active tracing records the invocation; the X-Ray SDK (not in the dependency
@@ -28,6 +29,8 @@ service = KeeperService.create(
     SystemClock(),
     trust_factory=servicenow.trust_target,
     logger=logger,
+    # Stamped with the function's log level, so raising it never filters out the metrics.
+    metrics=MetricsRecorder(KEEPER_SERVICE, settings.keyset, level=lambda_log_level(os.environ)),
 )
 
 

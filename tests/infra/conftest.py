@@ -26,6 +26,8 @@ URL_CALLER = "arn:aws:iam::111122223333:role/payments"
 URL_CALLER_RULE = {"subjects": ["svc-payments"], "audiences": ["jwtkeys-dev-client-id"]}
 ALARM_EMAIL = "secops@example.com"
 OPERATOR_ROLE = "arn:aws:iam::111122223333:role/ops/jwtkeys-operator"
+# prod declares steady traffic in the assertion context: no token for this long alarms.
+STEADY_TRAFFIC_MINUTES = 30
 AUTHORIZER: dict[str, Any] = {
     "routes": {
         "GET /orders": {"audience": "orders-api", "claims": {"scope": "orders:read"}},
@@ -63,6 +65,7 @@ def assertion_context() -> dict[str, Any]:
         "custom_domain": CUSTOM_DOMAIN,
         "keeper_reserved_concurrency": 1,
         "operator_role_arns": [OPERATOR_ROLE],
+        "steady_traffic_minutes": STEADY_TRAFFIC_MINUTES,
     }
     return context
 

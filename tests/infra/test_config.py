@@ -198,6 +198,15 @@ def test_the_keeper_reserves_no_concurrency_unless_a_stage_asks() -> None:
     assert prod.keeper_reserved_concurrency == 1
 
 
+@pytest.mark.parametrize("value", [0, 7, 1445, True, "30"])
+def test_a_bad_steady_traffic_window_is_refused(value: object) -> None:
+    context = _jwtkeys_context()
+    context["stacks"]["dev"]["steady_traffic_minutes"] = value
+
+    with pytest.raises(ConfigurationError, match="steady_traffic_minutes must be null"):
+        load_stacks(context)
+
+
 @pytest.mark.parametrize("value", [0, -1, True, "1"])
 def test_a_bad_reserved_concurrency_is_refused(value: object) -> None:
     context = _jwtkeys_context()

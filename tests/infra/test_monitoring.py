@@ -14,7 +14,9 @@ from jwtkeys import metrics_catalog as catalog
 from tests.infra.conftest import (
     ALARM_EMAIL,
     PROJECT_ROOT,
+    STEADY_TRAFFIC_MINUTES,
     Template,
+    cdk_json_context,
     logical_id_starting,
     only,
     resources,
@@ -111,7 +113,52 @@ def test_every_alarm_of_the_issue_exists(dev: Template, prod: Template) -> None:
     expected = {*KEEPER_ALARMS, *SIGNER_ALARMS, ANOMALY, "rotation-overdue"}
 
     assert set(_alarms(dev)) == expected | {AUTHORIZER_ALARM}
-    assert set(_alarms(prod)) == expected | set(SERVICENOW_ALARMS)
+    assert set(_alarms(prod)) == expected | set(SERVICENOW_ALARMS) | {"no-tokens"}
+
+
+def test_a_keyset_with_steady_traffic_alarms_on_silence(prod: Template) -> None:
+    alarm = _alarms(prod)["no-tokens"]
+
+    assert _summary(alarm) == {("jwtkeys", "TokensIssued", "Sum")}
+    assert alarm["ComparisonOperator"] == LT
+    assert alarm["Threshold"] == 1
+    # Every period of the window empty, and no data at all counts as empty.
+    periods = STEADY_TRAFFIC_MINUTES * 60 // constants.SIGNER_ALARM_PERIOD_SECONDS
+    assert [s["Period"] for s in _metric_stats(alarm)] == [constants.SIGNER_ALARM_PERIOD_SECONDS]
+    assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == periods
+    assert alarm["TreatMissingData"] == "breaching"
+
+
+def _monitoring_warnings(alarm_emails: list[str]) -> list[str]:
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_lambda as lambda_
+    from aws_cdk.assertions import Annotations, Match
+
+    from infra.config import load_stacks
+    from infra.monitoring import Monitoring
+
+    context = cdk_json_context()["jwtkeys"]
+    context["stacks"]["dev"]["alarm_emails"] = alarm_emails
+    config = load_stacks(context)[0]
+    stack = Stack(App(), "MonitoringOnly")
+    arn = "arn:aws:lambda:eu-west-1:111122223333:function:"
+    Monitoring(
+        stack,
+        "Monitoring",
+        config=config,
+        signer=lambda_.Function.from_function_arn(stack, "Signer", arn + "signer"),
+        keeper=lambda_.Function.from_function_arn(stack, "Keeper", arn + "keeper"),
+    )
+    found = Annotations.from_stack(stack).find_warning("*", Match.any_value())
+    return [str(message.entry.data) for message in found]
+
+
+def test_synth_warns_when_no_one_hears_the_alarms() -> None:
+    (warning,) = [w for w in _monitoring_warnings([]) if "no-alarm-subscriber" in w]
+
+    assert "stage 'dev': no alarm_emails" in warning
+    assert "AlarmTopicArn" in warning
+    assert not [w for w in _monitoring_warnings([ALARM_EMAIL]) if "no-alarm-subscriber" in w]
 
 
 @pytest.mark.parametrize(

@@ -417,3 +417,46 @@ def test_a_bad_setting_fails_at_cold_start_naming_it(
     env = {**local_aws.env(), **stack.signer_env(), names.ENV_POLICY: json.dumps({"grace": 10})}
     with pytest.raises(ConfigurationError, match="grace >="):
         load_handler("sign", env, monkeypatch)
+
+
+def _kept_by_lambda_filter(line: str, function_level: str) -> bool:
+    """Lambda's log-level filter on one JSON stdout line (AWS Lambda developer guide,
+    "Log-level filtering"): a line whose `level` is missing or invalid counts as INFO,
+    and only lines at or above the function's application log level are kept."""
+    levels = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+    level = str(json.loads(line).get("level", "INFO")).upper()
+    if level not in levels:
+        level = "INFO"
+    return levels.index(level) >= levels.index(function_level)
+
+
+@pytest.mark.parametrize("function_level", ["WARN", "ERROR", "FATAL"])
+def test_raising_the_log_level_keeps_every_metric(
+    stack: LocalStack,
+    local_aws: LocalAws,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    function_level: str,
+) -> None:
+    # Given a signer whose application log level an operator raised above INFO
+    stack.keeper_service().handle({"action": "tick"})
+    environ = {**local_aws.env(), **stack.signer_env(), "AWS_LAMBDA_LOG_LEVEL": function_level}
+    signer = load_handler("sign", environ, monkeypatch)
+    capsys.readouterr()
+
+    # When it issues a token and refuses a request
+    signer.lambda_handler({"subject": "svc-a", "audience": "client-test"}, LambdaContext())
+    with pytest.raises(PolicyViolation):
+        signer.lambda_handler({"subject": "root", "audience": "client-test"}, LambdaContext())
+    lines = [line for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+
+    # Then every EMF document survives Lambda's filter at that level
+    assert lines
+    assert all(_kept_by_lambda_filter(line, function_level) for line in lines)
+    kept = emitted_metrics("\n".join(lines))
+    assert (catalog.TOKENS_ISSUED.name, frozenset(catalog.TOKENS_ISSUED.dimensions)) in kept
+    # (Without a level of their own they would all count as INFO and be dropped.)
+    unlevelled = [
+        json.dumps({k: v for k, v in json.loads(x).items() if k != "level"}) for x in lines
+    ]
+    assert not any(_kept_by_lambda_filter(line, function_level) for line in unlevelled)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
     AmazonCloudWatchEMFProvider,
@@ -12,6 +12,19 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
 
 from jwtkeys.metrics_catalog import MetricSpec
 from jwtkeys.names import METRIC_NAMESPACE
+
+# Lambda's application log levels, least to most severe; the function's own level is in
+# this variable when log-level filtering is on.
+LAMBDA_LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+LAMBDA_LOG_LEVEL_ENV = "AWS_LAMBDA_LOG_LEVEL"
+# What Lambda assumes for a JSON line that names no level.
+DEFAULT_LOG_LEVEL = "INFO"
+
+
+def lambda_log_level(environ: Mapping[str, str]) -> str:
+    """The function's application log level, as Lambda's log-level filter applies it."""
+    level = environ.get(LAMBDA_LOG_LEVEL_ENV, DEFAULT_LOG_LEVEL).upper()
+    return level if level in LAMBDA_LOG_LEVELS else DEFAULT_LOG_LEVEL
 
 
 def _stdout(line: str) -> None:
@@ -26,11 +39,22 @@ class MetricsRecorder:
     Powertools' `Metrics` keeps class-level state shared by every instance; the keeper
     and the signer running in one process (tests, the demo) must not mix, hence the
     provider is used directly.
+
+    Lambda's log-level filter treats a JSON line without a `level` as INFO: raising a
+    function's log level to WARN would silently drop every metric. Each document
+    therefore carries `level` = the function's own log level, which the filter keeps.
     """
 
-    def __init__(self, service: str, keyset: str, write: Callable[[str], None] = _stdout) -> None:
+    def __init__(
+        self,
+        service: str,
+        keyset: str,
+        write: Callable[[str], None] = _stdout,
+        level: str = DEFAULT_LOG_LEVEL,
+    ) -> None:
         self.service = service
         self.keyset = keyset
+        self.level = level
         self._write = write
         # One provider per dimension set, kept across invocations: building one costs
         # more than the metrics it carries, and this runs on the signing hot path.
@@ -54,5 +78,6 @@ class MetricsRecorder:
         """Write what was recorded; an invocation that recorded nothing writes nothing."""
         for provider in self._providers.values():
             if provider.metric_set:
-                self._write(json.dumps(provider.serialize_metric_set(), separators=(",", ":")))
+                document = {**provider.serialize_metric_set(), "level": self.level}
+                self._write(json.dumps(document, separators=(",", ":")))
                 provider.clear_metrics()

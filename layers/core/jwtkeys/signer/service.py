@@ -16,7 +16,7 @@ from jwtkeys.clock import Clock
 from jwtkeys.errors import InvalidRequest, PolicyViolation, RequestRefused, SigningUnavailable
 from jwtkeys.keys.algorithms import algorithm_named
 from jwtkeys.keys.kms_signer import KmsJwsSigner, KmsThrottled
-from jwtkeys.observability import MetricsRecorder
+from jwtkeys.observability import MetricsRecorder, lambda_log_level
 from jwtkeys.settings import SignerSettings
 from jwtkeys.signer.policy import SignRequest, caller_rule, direct_invoke_rule
 from jwtkeys.signer.rules import is_principal_arn
@@ -79,7 +79,10 @@ class SignService:
             settings,
             issuer,
             logger or Logger(service=catalog.SIGNER_SERVICE),
-            metrics or MetricsRecorder(catalog.SIGNER_SERVICE, settings.keyset),
+            metrics
+            or MetricsRecorder(
+                catalog.SIGNER_SERVICE, settings.keyset, level=lambda_log_level(environ)
+            ),
         )
 
     def handle(self, event: object) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from jwtkeys import metrics_catalog as catalog
 from jwtkeys import names
 from jwtkeys.clock import Clock
 from jwtkeys.errors import ConfigurationError, InvalidRequest, InvalidToken, JwksUnavailable
-from jwtkeys.observability import MetricsRecorder
+from jwtkeys.observability import MetricsRecorder, lambda_log_level
 from jwtkeys.verify.jwks_verifier import JwksCachePolicy, JwksVerifier
 from jwtkeys.verify.token import DEFAULT_MAX_LIFETIME
 
@@ -211,7 +211,9 @@ class Authorizer:
         cache_policy: JwksCachePolicy | None = None,
     ) -> Authorizer:
         settings = AuthorizerSettings.from_environ(environ)
-        recorder = metrics or MetricsRecorder(catalog.AUTHORIZER_SERVICE, settings.keyset)
+        recorder = metrics or MetricsRecorder(
+            catalog.AUTHORIZER_SERVICE, settings.keyset, level=lambda_log_level(environ)
+        )
         # Any route's audience is passed per call; the verifier's own is the first rule's.
         verifier = JwksVerifier(
             settings.jwks_url,
