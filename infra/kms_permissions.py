@@ -36,6 +36,11 @@ def _own_keys(keyset: str) -> dict[str, dict[str, str]]:
     return {"StringEquals": {_RESOURCE_TAG: keyset}}
 
 
+def _key_shape(key_spec: str) -> dict[str, str]:
+    """A signing key KMS generated (never imported material) of the keyset's spec."""
+    return {"kms:KeySpec": key_spec, "kms:KeyUsage": "SIGN_VERIFY", "kms:KeyOrigin": "AWS_KMS"}
+
+
 def _sign_statement(keyset: str, policy: RotationPolicy, sid: str) -> iam.PolicyStatement:
     return iam.PolicyStatement(
         sid=sid,
@@ -81,12 +86,7 @@ def keeper_kms_statements(keyset: str, policy: RotationPolicy) -> list[iam.Polic
             # CreateKey has no resource to name; the request's tags and key shape bind it.
             resources=["*"],
             conditions={
-                "StringEquals": {
-                    _REQUEST_TAG: keyset,
-                    "kms:KeySpec": policy.key_spec,
-                    "kms:KeyUsage": "SIGN_VERIFY",
-                    "kms:KeyOrigin": "AWS_KMS",
-                },
+                "StringEquals": {_REQUEST_TAG: keyset, **_key_shape(policy.key_spec)},
                 "ForAllValues:StringLike": tag_keys_own,
             },
         ),
@@ -100,6 +100,11 @@ def keeper_kms_statements(keyset: str, policy: RotationPolicy) -> list[iam.Polic
                 "StringEquals": {_REQUEST_TAG: keyset},
                 "ForAllValues:StringLike": tag_keys_own,
                 "Null": {_RESOURCE_TAG: "true"},
+                # An untagged key someone else made (imported material they hold, another
+                # spec, an encryption key) can never be tagged into the keyset. IfExists:
+                # the tagging CreateKey implies may not carry the key's properties (not
+                # confirmed); CreateKey itself is bound to them above.
+                "StringEqualsIfExists": _key_shape(policy.key_spec),
             },
         ),
         iam.PolicyStatement(
@@ -107,7 +112,13 @@ def keeper_kms_statements(keyset: str, policy: RotationPolicy) -> list[iam.Polic
             actions=["kms:TagResource"],
             resources=[key_arns()],
             conditions={
-                "StringEquals": _own_keys(keyset)["StringEquals"],
+                # No key spec here: after an algorithm change the old spec's keys are
+                # still the keyset's and must be retired through their tags.
+                "StringEquals": {
+                    **_own_keys(keyset)["StringEquals"],
+                    "kms:KeyUsage": "SIGN_VERIFY",
+                    "kms:KeyOrigin": "AWS_KMS",
+                },
                 "ForAllValues:StringLike": tag_keys_own,
                 # A key may never be moved to another keyset.
                 "StringEqualsIfExists": {_REQUEST_TAG: keyset},

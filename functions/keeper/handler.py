@@ -24,6 +24,7 @@ service = KeeperService.create(
     KeeperClients(
         kms=boto3.client("kms"),
         s3=boto3.client("s3"),
+        sts=boto3.client("sts"),
         cloudfront=boto3.client("cloudfront") if settings.distribution_id else None,
     ),
     SystemClock(),

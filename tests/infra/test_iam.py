@@ -122,12 +122,18 @@ def test_keeper_tags_only_with_jwtkeys_tag_keys_and_only_its_keys(
         "StringEquals": {"aws:RequestTag/jwtkeys:keyset": "servicenow-dev"},
         "ForAllValues:StringLike": {"aws:TagKeys": ["jwtkeys:*"]},
         "Null": {"aws:ResourceTag/jwtkeys:keyset": "true"},
+        # An untagged key of another shape (imported material, another spec) is not taken in.
+        "StringEqualsIfExists": {
+            "kms:KeySpec": "RSA_2048",
+            "kms:KeyUsage": "SIGN_VERIFY",
+            "kms:KeyOrigin": "AWS_KMS",
+        },
     }
     existing = keeper["TagKeysetKeys"]
     assert existing["Action"] == "kms:TagResource"
     assert existing["Resource"] == KEY_ARNS
     assert existing["Condition"] == {
-        "StringEquals": DEV_TAG,
+        "StringEquals": {**DEV_TAG, "kms:KeyUsage": "SIGN_VERIFY", "kms:KeyOrigin": "AWS_KMS"},
         "ForAllValues:StringLike": {"aws:TagKeys": ["jwtkeys:*"]},
         "StringEqualsIfExists": {"aws:RequestTag/jwtkeys:keyset": "servicenow-dev"},
     }

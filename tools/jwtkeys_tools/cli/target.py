@@ -143,7 +143,9 @@ class OperatorTarget:
             output = FunctionOutput(self._show_metrics)
             self._service = KeeperService.create(
                 settings,
-                KeeperClients(kms=boto3.client("kms"), s3=boto3.client("s3")),
+                KeeperClients(
+                    kms=boto3.client("kms"), s3=boto3.client("s3"), sts=boto3.client("sts")
+                ),
                 SystemClock(),
                 trust_factory=servicenow.trust_target,
                 metrics=output.metrics(KEEPER_SERVICE, settings.keyset),

@@ -168,6 +168,7 @@ class LocalStack:
         clients = KeeperClients(
             kms=self.aws.client("kms", **client_options),
             s3=self.aws.client("s3", **client_options),
+            sts=self.aws.client("sts", **client_options),
         )
         return KeeperService.create(
             settings,

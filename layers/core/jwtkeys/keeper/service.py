@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from mypy_boto3_cloudfront import CloudFrontClient
     from mypy_boto3_kms import KMSClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sts import STSClient
 
 # The keeper's Lambda timeout is well under this, and the tick interval well over it:
 # a crashed tick's lease has expired by the next scheduled tick.
@@ -39,6 +40,8 @@ LEASE_SECONDS = 240
 class KeeperClients:
     kms: KMSClient
     s3: S3Client
+    # GetCallerIdentity: the partition and account the key policy names.
+    sts: STSClient
     cloudfront: CloudFrontClient | None = None
 
 
@@ -94,6 +97,7 @@ class KeeperService:
             policy=rotation,
             key_store=KeyStore(
                 clients.kms,
+                clients.sts,
                 settings.keyset,
                 rotation.signing_algorithm,
                 rotation.key_spec,

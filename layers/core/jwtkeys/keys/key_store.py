@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -21,6 +22,7 @@ from jwtkeys.timestamps import from_iso, to_iso
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
+    from mypy_boto3_sts import STSClient
 
 _TIMESTAMP_TAGS = {
     "created_at": names.TAG_CREATED_AT,
@@ -32,20 +34,68 @@ _TIMESTAMP_TAGS = {
 
 
 def account_of(role_arn: str) -> str:
-    """The account id in an IAM role ARN (arn:aws:iam::<account>:role/...)."""
+    """The account id in an IAM role ARN (arn:<partition>:iam::<account>:role/...)."""
     parts = role_arn.split(":")
     if len(parts) < 6 or not parts[4].isdigit():
         raise LifecycleError(f"not an IAM role ARN: {role_arn!r}")
     return parts[4]
 
 
+@dataclass(frozen=True)
+class CallerIdentity:
+    """Where the keeper runs, as STS GetCallerIdentity says (never assumed: aws-cn and
+    aws-us-gov keys need their own partition in every ARN of the policy)."""
+
+    partition: str
+    account: str
+
+    @classmethod
+    def from_arn(cls, arn: str) -> CallerIdentity:
+        parts = arn.split(":")
+        if len(parts) < 6 or parts[0] != "arn" or not parts[1] or not parts[4].isdigit():
+            raise LifecycleError(f"caller identity is not an ARN: {arn!r}")
+        return cls(partition=parts[1], account=parts[4])
+
+
+# Administration by the account: everything but using the key (Sign, Verify, ...) and
+# kms:CreateGrant. A grant would let its grantee sign with no kms:SigningAlgorithm or
+# kms:MessageType condition (grants cannot carry either), so it is not delegated at all;
+# and this statement is what lets IAM policies in the account grant anything, so an
+# identity policy can never grant CreateGrant either.
+ACCOUNT_ADMINISTRATION_ACTIONS = (
+    "kms:CreateAlias",
+    "kms:Describe*",
+    "kms:Enable*",
+    "kms:List*",
+    "kms:Put*",
+    "kms:Update*",
+    "kms:Revoke*",
+    "kms:RetireGrant",
+    "kms:Disable*",
+    "kms:Get*",
+    "kms:Delete*",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+)
+
+
 def key_policy(
-    algorithm: SigningAlgorithm, signer_role_arn: str, keeper_role_arn: str
+    algorithm: SigningAlgorithm,
+    signer_role_arn: str,
+    keeper_role_arn: str,
+    caller: CallerIdentity,
 ) -> dict[str, Any]:
     """Administration by the account, but Sign only by the signer and keeper roles,
     only with the keyset's algorithm and MessageType=DIGEST: even an account
     administrator must change this policy (which is alarmed) to sign."""
     account = account_of(keeper_role_arn)
+    if caller.account != account:
+        raise LifecycleError(
+            f"the keeper runs in account {caller.account} but its role {keeper_role_arn}"
+            f" is in {account}: keys would be administered by the wrong account"
+        )
     signers = sorted({signer_role_arn, keeper_role_arn})
     return {
         "Version": "2012-10-17",
@@ -53,23 +103,8 @@ def key_policy(
             {
                 "Sid": "AccountAdministrationWithoutSigning",
                 "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
-                "Action": [
-                    "kms:Create*",
-                    "kms:Describe*",
-                    "kms:Enable*",
-                    "kms:List*",
-                    "kms:Put*",
-                    "kms:Update*",
-                    "kms:Revoke*",
-                    "kms:Disable*",
-                    "kms:Get*",
-                    "kms:Delete*",
-                    "kms:TagResource",
-                    "kms:UntagResource",
-                    "kms:ScheduleKeyDeletion",
-                    "kms:CancelKeyDeletion",
-                ],
+                "Principal": {"AWS": f"arn:{caller.partition}:iam::{account}:root"},
+                "Action": list(ACCOUNT_ADMINISTRATION_ACTIONS),
                 "Resource": "*",
             },
             {
@@ -120,6 +155,7 @@ class KeyStore:
     def __init__(
         self,
         kms: KMSClient,
+        sts: STSClient,
         keyset: str,
         algorithm: SigningAlgorithm,
         key_spec: str,
@@ -127,11 +163,27 @@ class KeyStore:
         keeper_role_arn: str,
     ) -> None:
         self._kms = kms
+        self._sts = sts
         self.keyset = keyset
         self.algorithm = algorithm
         self.key_spec = key_spec
-        self._policy = json.dumps(key_policy(algorithm, signer_role_arn, keeper_role_arn))
+        self._signer_role_arn = signer_role_arn
+        self._keeper_role_arn = keeper_role_arn
+        self._caller: CallerIdentity | None = None
         self.alias = names.current_alias(keyset)
+
+    def caller(self) -> CallerIdentity:
+        """The keeper's own partition and account, asked of STS once (they never change)."""
+        if self._caller is None:
+            arn = self._sts.get_caller_identity()["Arn"]
+            self._caller = CallerIdentity.from_arn(arn)
+        return self._caller
+
+    def key_policy(self) -> dict[str, Any]:
+        """The policy every new key gets (built when first needed: it asks STS)."""
+        return key_policy(
+            self.algorithm, self._signer_role_arn, self._keeper_role_arn, self.caller()
+        )
 
     def create_key(self, nonce: str, now: float) -> str:
         """Create a `next` key; keyset, state, nonce and created-at are set atomically."""
@@ -139,7 +191,7 @@ class KeyStore:
             Description=f"jwtkeys signing key of keyset {self.keyset}",
             KeyUsage="SIGN_VERIFY",
             KeySpec=self.key_spec,  # type: ignore[arg-type]
-            Policy=self._policy,
+            Policy=json.dumps(self.key_policy()),
             Tags=[
                 {"TagKey": names.TAG_KEYSET, "TagValue": self.keyset},
                 {"TagKey": names.TAG_STATE, "TagValue": KeyState.NEXT.value},
