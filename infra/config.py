@@ -267,6 +267,7 @@ def _load_stack(stage: str, values: object) -> KeysetConfig:
                 issuer=issuer,
                 algorithm=policy.algorithm,
                 client_id=servicenow.client_id,
+                key_spec=policy.key_spec,
                 issuer_setting="issuer",
                 client_id_setting="servicenow.client_id",
             )

@@ -311,6 +311,12 @@ class Monitoring(Construct):
                 threshold=1,
             ),
             AlarmSpec(
+                "sessions-not-ended",
+                "A revocation could not end ServiceNow sessions: end them by hand (runbook).",
+                self._keeper_metric(catalog.SESSIONS_NOT_ENDED, "Sum"),
+                threshold=1,
+            ),
+            AlarmSpec(
                 "certificate-expiring",
                 f"A ServiceNow certificate expires within {CERTIFICATE_EXPIRY_ALARM_DAYS} days.",
                 self._keeper_metric(catalog.CERTIFICATE_EXPIRES_IN_DAYS, "Minimum"),

@@ -8,8 +8,9 @@ Fixtures:
 - `servicenow_clock` (function): the emulator's `SimulatedClock` (advance it; never back).
 - `servicenow_http` (function): a `requests.Session` that trusts the emulator's CA.
 - `servicenow_integration_auth` (function): `(user, password)` of an integration user
-  holding the smallest role set that writes trust records (`certificate_admin`,
-  `oauth_admin`).
+  holding the custom integration role whose ACLs cover the tables jwtkeys uses.
+- `servicenow_profile` (function): the instance profile of `servicenow` (default
+  DEFAULT_PROFILE); parametrize it by name (`ALL_PROFILES`) to run a test per profile.
 - `servicenow_api` (function): `servicenow_http` authenticated as that user.
 
 `REQUESTS_CA_BUNDLE` (set in this environment) overrides a session's `verify` in
@@ -35,12 +36,17 @@ from cryptography.x509.oid import NameOID
 
 from jwtkeys.clock import SimulatedClock
 from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator
+from jwtkeys_tools.local.servicenow_emulator.profiles import DEFAULT_PROFILE, profile_names
+from jwtkeys_tools.local.servicenow_emulator.tables import INTEGRATION_ROLE
+
+# Every shipped instance profile: parametrize `servicenow_profile` with it.
+ALL_PROFILES = tuple(profile_names())
 
 CLOCK_START = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC: far from real time on purpose
 INTEGRATION_USER = ("jwtkeys.integration", "integration-password")
 CLIENT_ID = "jwtkeys-client"
 CLIENT_SECRET = "jwtkeys-secret"
-INTEGRATION_ROLES = ("certificate_admin", "oauth_admin")
+INTEGRATION_ROLES = (INTEGRATION_ROLE,)
 
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -161,9 +167,17 @@ def servicenow_server() -> Iterator[ServiceNowEmulator]:
 
 
 @pytest.fixture
-def servicenow(servicenow_server: ServiceNowEmulator) -> Iterator[ServiceNowEmulator]:
-    """The session's emulator, emptied for this test (and emptied again after it)."""
-    servicenow_server.reset()
+def servicenow_profile() -> str:
+    """The instance profile a test runs against (parametrize to change it)."""
+    return DEFAULT_PROFILE
+
+
+@pytest.fixture
+def servicenow(
+    servicenow_server: ServiceNowEmulator, servicenow_profile: str
+) -> Iterator[ServiceNowEmulator]:
+    """The session's emulator in the test's profile, emptied for this test (and after it)."""
+    servicenow_server.use_profile(servicenow_profile)
     yield servicenow_server
     servicenow_server.reset()
 

@@ -404,8 +404,8 @@ def test_acl_refuses_writes_without_roles(
 def test_acl_refuses_update_and_delete_to_a_reader(
     servicenow: ServiceNowEmulator, servicenow_http: requests.Session
 ) -> None:
-    # A certificate_admin reads and writes certificates, not OAuth records.
-    servicenow.add_user("certs", roles=["certificate_admin"], password="pw")
+    # A user_admin writes users, not OAuth records.
+    servicenow.add_user("certs", roles=["user_admin"], password="pw")
     app = servicenow.add_oauth_jwt_app("app", "cid", "s")
     servicenow_http.auth = ("certs", "pw")
     url = f"{table(servicenow, 'oauth_jwt')}/{app}"

@@ -91,7 +91,7 @@ def test_exchange_succeeds_and_writes_an_oauth_credential(
     [credential] = servicenow.rows("oauth_credential")
     assert credential["peer"] == trusted.app_sys_id
     assert credential["user"] == subject
-    assert credential["token_type"] == "access_token"
+    assert credential["type"] == "access_token"
     assert credential["name"] == "jwtkeys"
     assert body["access_token"] not in json.dumps(credential)
 
@@ -426,7 +426,7 @@ def test_jwks_url_trust_with_cache_lifespan(
     subject: str,
 ) -> None:
     servicenow.add_oauth_jwt_app(
-        "jwks app", CLIENT_ID, CLIENT_SECRET, jwks_url=jwks_server.url, jwks_cache_lifespan=600
+        "jwks app", CLIENT_ID, CLIENT_SECRET, jwks_url=jwks_server.url, jwks_cache_lifespan=10
     )
     old, new = signing_key("RS256"), signing_key("RS256")
     jwks_server.document = {"keys": [_jwk(old, "old")]}
@@ -437,7 +437,7 @@ def test_jwks_url_trust_with_cache_lifespan(
         )
 
     assert exchange(servicenow_http, servicenow, token(old, "old")).status_code == 200
-    # A key published after the fetch is unknown until the cache lifespan passes.
+    # A key published after the fetch is unknown until the cache lifespan (minutes) passes.
     jwks_server.document = {"keys": [_jwk(old, "old"), _jwk(new, "new")]}
     assert_refused(
         exchange(servicenow_http, servicenow, token(new, "new")), servicenow, "cached JWKS"

@@ -68,7 +68,7 @@ def _assert_trusted(instance: Instance, key: ManagedKey) -> None:
     assert verifier["kid"] == key.kid
     assert verifier["sys_certificate"] == certificate["sys_id"]
     assert verifier["oauth_jwt"] == instance.app_sys_id
-    assert verifier["active"] == "true"
+    assert verifier.get("active", "true") == "true"  # only where the instance has it
     assert certificate["active"] == "true"
     facts = read_certificate(certificate["pem_certificate"])
     assert facts is not None
@@ -212,9 +212,6 @@ def _delete_both(api: requests.Session, instance: Instance, c: Record, v: Record
 
 HAND_EDITS: dict[str, Edit] = {
     "map kid": lambda api, i, c, v: _patch(api, i, "jwt_verifier_map", v["sys_id"], kid="x"),
-    "map inactive": lambda api, i, c, v: _patch(
-        api, i, "jwt_verifier_map", v["sys_id"], active="false"
-    ),
     "map app": lambda api, i, c, v: _patch(
         api,
         i,
@@ -266,7 +263,7 @@ def test_hand_edits_of_owned_records_are_repaired_and_counted_as_drift(
     assert (settled.created, settled.removed, settled.repaired) == (0, 0, 0)
 
 
-def test_a_certificate_nearing_expiry_is_renewed_and_the_map_repointed(
+def test_a_certificate_nearing_expiry_is_renewed_in_place(
     sn_stack: LocalStack, instance: Instance, servicenow_clock: SimulatedClock
 ) -> None:
     trust = make_trust(sn_stack)
@@ -281,18 +278,19 @@ def test_a_certificate_nearing_expiry_is_renewed_and_the_map_repointed(
     assert (quiet.created, quiet.removed) == (0, 0)
     servicenow_clock.advance(1200)
     report = trust.reconcile([key], servicenow_clock.now())
-    assert (report.created, report.repaired, report.removed) == (0, 0, 1)
+    assert (report.created, report.repaired, report.removed) == (0, 0, 0)
     assert any("renewed" in note for note in report.notes)
+    # Certificate names are unique on an instance: the same record gets the new PEM.
     new_certificate, new_verifier = _records_of(instance, key)
-    assert new_certificate["sys_id"] != old_certificate["sys_id"]
-    assert new_verifier["sys_id"] == verifier["sys_id"]
-    assert new_verifier["sys_certificate"] == new_certificate["sys_id"]
+    assert new_certificate["sys_id"] == old_certificate["sys_id"]
+    assert new_certificate["pem_certificate"] != old_certificate["pem_certificate"]
+    assert new_verifier == verifier
     assert report.certificate_expires_in_days is not None
     assert report.certificate_expires_in_days > lifetime.validity / 86400 - 0.1
     trust.confirm(key, servicenow_clock.now())
 
 
-def test_a_renewal_cut_short_is_finished_without_a_third_certificate(
+def test_a_renewal_cut_short_is_finished_by_the_next_reconcile(
     sn_stack: LocalStack, instance: Instance, servicenow_clock: SimulatedClock
 ) -> None:
     trust = make_trust(sn_stack)
@@ -303,15 +301,16 @@ def test_a_renewal_cut_short_is_finished_without_a_third_certificate(
     original_update = trust.client.update
 
     def failing_update(table: str, sys_id: str, values: Any) -> Record:
-        raise ServiceNowError("PATCH jwt_verifier_map: HTTP 500 (injected)")
+        raise ServiceNowError("PATCH sys_certificate: HTTP 500 (injected)")
 
     trust.client.update = failing_update  # type: ignore[method-assign]
     with pytest.raises(ServiceNowError):
         trust.reconcile([key], servicenow_clock.now())
-    assert len(instance.owned_rows("sys_certificate")) == 2
+    assert len(instance.owned_rows("sys_certificate")) == 1
     trust.client.update = original_update  # type: ignore[method-assign]
     report = trust.reconcile([key], servicenow_clock.now())
-    assert (report.created, report.repaired, report.removed) == (0, 0, 1)
+    assert (report.created, report.repaired, report.removed) == (0, 0, 0)
+    assert any("renewed" in note for note in report.notes)
     _assert_trusted(instance, key)
 
 

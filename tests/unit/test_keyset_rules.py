@@ -72,6 +72,21 @@ def test_servicenow_accepts_its_client_id_with_rs_and_es(algorithm: str) -> None
     check_servicenow_keyset(issuer="client-1", algorithm=algorithm, client_id="client-1")
 
 
+@pytest.mark.parametrize("key_spec", ["RSA_3072", "RSA_4096"])
+def test_servicenow_refuses_rsa_keys_above_2048_bits(key_spec: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"key_spec {key_spec} is refused"):
+        check_servicenow_keyset(
+            issuer="client-1", algorithm="RS256", client_id="client-1", key_spec=key_spec
+        )
+
+
+@pytest.mark.parametrize("key_spec", ["RSA_2048", "ECC_NIST_P256", "ECC_NIST_P384"])
+def test_servicenow_accepts_rsa_2048_and_ec_keys(key_spec: str) -> None:
+    check_servicenow_keyset(
+        issuer="client-1", algorithm="RS256", client_id="client-1", key_spec=key_spec
+    )
+
+
 def test_the_trust_target_refuses_what_cold_start_refuses() -> None:
     # Given settings built past the environment check (as a caller holding settings could)
     settings = dataclasses.replace(

@@ -95,6 +95,12 @@ class ServiceNowError(JwtKeysError):
     code = "ServiceNowError"
 
 
+class SessionsNotEnded(ServiceNowError):
+    """Revocation could not end the application's sessions (oauth_credential unreadable)."""
+
+    code = "SessionsNotEnded"
+
+
 def aws_error_code(error: ClientError) -> str:
     """The AWS error code of a botocore ClientError ("" when the answer carries none)."""
     return str(error.response.get("Error", {}).get("Code", ""))

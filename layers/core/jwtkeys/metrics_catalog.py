@@ -69,6 +69,8 @@ SERVICENOW_DRIFT = _keeper("ServiceNowDrift")
 CANARY_EXCHANGE_FAILURES = _keeper("CanaryExchangeFailures")
 SERVICENOW_RECORDS = _keeper("ServiceNowRecords")
 CERTIFICATE_EXPIRES_IN_DAYS = _keeper("CertificateExpiresInDays", "None")
+# A revocation that could not end the verifier's sessions (oauth_credential unreadable).
+SESSIONS_NOT_ENDED = _keeper("SessionsNotEnded")
 
 AUTHORIZER_ACCEPTED = _authorizer("TokensAccepted")
 # Like sign refusals: once on the base dimensions (the refusal-rate alarm), once by reason.
@@ -101,6 +103,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     CANARY_EXCHANGE_FAILURES,
     SERVICENOW_RECORDS,
     CERTIFICATE_EXPIRES_IN_DAYS,
+    SESSIONS_NOT_ENDED,
     AUTHORIZER_ACCEPTED,
     AUTHORIZER_REFUSED,
     AUTHORIZER_REFUSED_BY_REASON,

@@ -206,6 +206,7 @@ class KeeperSettings:
                 issuer=settings.issuer,
                 algorithm=settings.rotation.algorithm,
                 client_id=servicenow.client_id,
+                key_spec=settings.rotation.key_spec,
                 issuer_setting=names.ENV_ISSUER,
                 client_id_setting=names.ENV_SERVICENOW_CLIENT_ID,
             )

@@ -7,6 +7,7 @@ from typing import Any
 
 from jwtkeys import names
 from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator
+from jwtkeys_tools.local.servicenow_emulator.tables import INTEGRATION_ROLE
 
 CLIENT_ID = "jwtkeys-demo-client"
 CLIENT_SECRET = "demo-app-secret"  # noqa: S105 - a throwaway secret of the local emulator
@@ -28,7 +29,7 @@ def configure_servicenow(
     emulator.add_user(
         INTEGRATION_USER,
         email="integration@example.com",
-        roles=("certificate_admin", "oauth_admin"),
+        roles=(INTEGRATION_ROLE,),
         password=INTEGRATION_PASSWORD,
     )
     emulator.add_user("orders.service", email=SUBJECT)

@@ -17,7 +17,7 @@ from typing import Any
 
 from jwtkeys import names
 from jwtkeys.clock import Clock
-from jwtkeys.errors import InvalidRequest, JwtKeysError, LeaseHeld, LifecycleError
+from jwtkeys.errors import InvalidRequest, JwtKeysError, LeaseHeld, LifecycleError, SessionsNotEnded
 from jwtkeys.keeper import schedule
 from jwtkeys.keeper.audit import Audit
 from jwtkeys.keeper.jwks_publisher import JwksPublisher
@@ -378,8 +378,13 @@ class KeyLifecycle:
         self._keys.disable(key.arn)
         self._publish_and_sync(tick)
         if self._revoke_sessions:
-            ended = self._trust.end_sessions()
-            tick.report.warnings.append(f"ended {ended} {self._trust.name} session(s)")
+            try:
+                ended = self._trust.end_sessions()
+                tick.report.warnings.append(f"ended {ended} {self._trust.name} session(s)")
+            except SessionsNotEnded as error:
+                # The key is revoked either way: say loudly that its sessions may live on.
+                tick.report.sessions_not_ended = str(error)
+                tick.report.warnings.append(f"{self._trust.name}: {error}")
         tick.report.warnings.append(REVOCATION_WARNING.format(seconds=2 * self.policy.jwks_max_age))
         self._ensure_next(tick)
         self._publish_and_sync(tick)

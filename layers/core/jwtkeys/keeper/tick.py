@@ -26,6 +26,8 @@ class TickReport:
     trust: TrustReport | None = None
     trust_error: str | None = None
     canary_failed: bool = False
+    # Revocation could not end the verifier's sessions (why), or None.
+    sessions_not_ended: str | None = None
     warnings: list[str] = field(default_factory=list)
     current_kid: str | None = None
     next_kid: str | None = None
@@ -55,6 +57,8 @@ class TickReport:
             summary["skipped"] = self.skipped
         if self.trust_error:
             summary["trust_error"] = self.trust_error
+        if self.sessions_not_ended:
+            summary["sessions_not_ended"] = self.sessions_not_ended
         return summary
 
 

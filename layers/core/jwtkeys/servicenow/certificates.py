@@ -33,6 +33,7 @@ from jwtkeys.keys.kms_signer import sign_digest
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
 
+MINUTE = 60
 DAY = 86400
 _PSS = padding.PSS  # the parameter of RSA `sign` is called `padding` too
 PEM_LINE = 64

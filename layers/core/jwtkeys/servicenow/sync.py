@@ -10,9 +10,16 @@ Each step reads before it writes and does only what differs, so a reconcile cut 
 anywhere is finished by the next one:
 - missing records are created (certificate first, then the map that points at it);
 - owned records edited by hand are put back and counted as drift (`repaired`);
-- a certificate that nears expiry is renewed: a new certificate, the map repointed,
-  then the old certificate deleted (so the map never points at nothing);
+- a certificate that nears expiry is renewed in place: its `pem_certificate` is
+  replaced (certificate names are unique on an instance, so never a second one);
 - records of keys that left are deleted, map first, then certificate.
+
+The instance's dictionary (`schema.py`) is read before the first write of a container
+and again after a failed write: only fields it shows are written, asked for and
+compared (`jwt_verifier_map.active` is not documented and may not exist), choices are
+written in the instance's spelling, and a field that is missing or too short stops
+the sync before anything is written. Every insert and update is read back; a record
+the instance stored differently (truncated, altered) is deleted and the tick fails.
 
 Drift is counted when an owned record exists but is wrong, when a map points at no
 usable certificate, or when a record this process saw in step has gone. A certificate
@@ -33,12 +40,14 @@ from jwtkeys.keys.key_state import ManagedKey
 from jwtkeys.names import servicenow_record_name
 from jwtkeys.servicenow.certificates import (
     DAY,
+    MINUTE,
     CertificateFacts,
     CertificateLifetime,
     public_key_of,
     read_certificate,
     spki,
 )
+from jwtkeys.servicenow.schema import InstanceSchema, Need, SchemaMismatch, read_schema
 from jwtkeys.servicenow.table_client import Record, TableClient
 from jwtkeys.trust.target import TrustReport
 
@@ -51,14 +60,34 @@ CREDENTIAL_TABLE = "oauth_credential"
 CERTIFICATE_FIELDS = ("sys_id", "name", "pem_certificate", "active", "format", "type")
 VERIFIER_FIELDS = ("sys_id", "name", "kid", "sys_certificate", "oauth_jwt", "active")
 APP_FIELDS = ("sys_id", "name", "client_id", "active")
+CREDENTIAL_FIELDS = ("sys_id", "peer", "type")
 # JWKS-URL mode (recent releases). Inferred names: ServiceNow does not document them.
 JWKS_URL_FIELD = "jwks_url"
-JWKS_CACHE_FIELD = "jwks_cache_lifespan"
+JWKS_CACHE_FIELD = "jwks_cache_lifespan"  # minutes
 # A kid is an RFC 7638 SHA-256 thumbprint: 43 base64url characters.
+KID_LENGTH = 43
 KID_PATTERN = re.compile(r"\A[A-Za-z0-9_-]{43}\Z")
+DESCRIPTION_FIELD = "short_description"
 
-# The fields of an owned certificate besides its PEM, as jwtkeys writes them.
-CERTIFICATE_SETTINGS = {"active": "true", "format": "pem", "type": "trust_store"}
+# Every field jwtkeys reads or writes, per table (what the dictionary is asked about).
+SCHEMA_FIELDS: dict[str, tuple[str, ...]] = {
+    CERTIFICATE_TABLE: (
+        "name",
+        "pem_certificate",
+        "format",
+        "type",
+        "active",
+        DESCRIPTION_FIELD,
+    ),
+    VERIFIER_TABLE: ("name", "kid", "sys_certificate", "oauth_jwt", "active"),
+    APP_TABLE: ("name", "client_id", "active", JWKS_URL_FIELD, JWKS_CACHE_FIELD),
+    CREDENTIAL_TABLE: ("peer", "type"),
+}
+CHOICE_FIELDS = ((CERTIFICATE_TABLE, "format"), (CERTIFICATE_TABLE, "type"))
+# Accepted spellings of the choices jwtkeys sets, the first written when the field has
+# no choice list (public code that ran on real instances used each of these).
+FORMAT_PEM = ("pem", "PEM")
+TYPE_TRUST_STORE = ("trust_store", "trust_store_cert", "Trust Store Cert")
 
 CertificateMaker = Callable[[ManagedKey, float], str]
 
@@ -109,6 +138,13 @@ class _KeyRecords:
     known: bool
 
 
+def _same(name: str, stored: str, sent: str) -> bool:
+    """Whether a stored value is what was sent (a PEM may come back re-wrapped)."""
+    if name == "pem_certificate":
+        return "".join(stored.split()) == "".join(sent.split())
+    return stored == sent
+
+
 def _verifier_to_keep(
     verifiers: list[Record], usable: dict[str, CertificateFacts]
 ) -> Record | None:
@@ -137,12 +173,60 @@ class TrustSync:
         self.lifetime = lifetime
         # Kids whose records this process last left complete: a later absence is drift.
         self._in_step: set[str] = set()
+        # The instance's dictionary, read once per container and after a failed write.
+        self._schema: InstanceSchema | None = None
+
+    # -- the instance's dictionary ------------------------------------------------------
+
+    def schema(self) -> InstanceSchema:
+        """The dictionary facts of the tables jwtkeys uses (cached; see `forget_schema`)."""
+        if self._schema is None:
+            self._schema = read_schema(self.client, SCHEMA_FIELDS, CHOICE_FIELDS)
+        return self._schema
+
+    def forget_schema(self) -> None:
+        """Read the dictionary again before the next write (a write failed)."""
+        self._schema = None
+
+    def fields(self, table: str, wanted: Sequence[str]) -> tuple[str, ...]:
+        """The fields of `wanted` the instance has: only those are asked for."""
+        return self.schema().present(table, wanted)
+
+    def certificate_mode_needs(self) -> list[Need]:
+        """What certificate mode writes: fields, the lengths of names and kids, references."""
+        name_length = len(servicenow_record_name(self.keyset, "k" * KID_LENGTH))
+        name_why = f"the ownership name jwtkeys/{self.keyset}/<43-character kid>"
+        return [
+            Need(APP_TABLE, "client_id", len(self.client_id)),
+            Need(CERTIFICATE_TABLE, "name", name_length, why=name_why),
+            Need(CERTIFICATE_TABLE, "pem_certificate"),
+            Need(CERTIFICATE_TABLE, "format"),
+            Need(CERTIFICATE_TABLE, "type"),
+            Need(VERIFIER_TABLE, "name", name_length, why=name_why),
+            Need(VERIFIER_TABLE, "kid", KID_LENGTH, why="an RFC 7638 thumbprint"),
+            Need(VERIFIER_TABLE, "sys_certificate", reference=CERTIFICATE_TABLE),
+            Need(VERIFIER_TABLE, "oauth_jwt", reference=APP_TABLE),
+        ]
+
+    def certificate_settings(self) -> dict[str, str]:
+        """An owned certificate's fields besides its PEM, in the instance's spelling."""
+        schema = self.schema()
+        return schema.writable(
+            CERTIFICATE_TABLE,
+            {
+                "active": "true",
+                "format": schema.choice_value(CERTIFICATE_TABLE, "format", FORMAT_PEM),
+                "type": schema.choice_value(CERTIFICATE_TABLE, "type", TYPE_TRUST_STORE),
+            },
+        )
 
     # -- reads ------------------------------------------------------------------------
 
     def find_app(self, fields: Sequence[str] = APP_FIELDS) -> Record:
         """The configured `oauth_jwt` application, found by client_id (exactly one)."""
-        rows = self.client.list(APP_TABLE, f"client_id={self.client_id}", fields)
+        rows = self.client.list(
+            APP_TABLE, f"client_id={self.client_id}", self.fields(APP_TABLE, fields)
+        )
         # Re-checked: were `client_id` dropped from the query, every app would match.
         apps = [row for row in rows if row.get("client_id") == self.client_id]
         if not apps:
@@ -164,7 +248,7 @@ class TrustSync:
             (CERTIFICATE_TABLE, CERTIFICATE_FIELDS, found.certificates),
             (VERIFIER_TABLE, VERIFIER_FIELDS, found.verifiers),
         ):
-            for record in self.client.list(table, query, fields):
+            for record in self.client.list(table, query, self.fields(table, fields)):
                 kid = self.ownership.kid_of(record)
                 if kid is not None and record.get("sys_id"):
                     into.setdefault(kid, []).append(record)
@@ -178,6 +262,7 @@ class TrustSync:
 
     def reconcile(self, keys: Sequence[ManagedKey], now: float) -> TrustReport:
         """Make the owned records exactly those of `keys`; idempotent."""
+        self.schema().check(self.certificate_mode_needs())
         app = self.find_app()
         owned = self.owned()
         report = TrustReport()
@@ -208,26 +293,35 @@ class TrustSync:
         `cache_budget` is the policy's `verifier_jwks_cache_lifespan`: an instance that
         caches the JWKS longer could refuse a freshly promoted key, so that is an error.
         """
-        app = self.find_app((*APP_FIELDS, JWKS_URL_FIELD, JWKS_CACHE_FIELD))
-        if JWKS_URL_FIELD not in app:
-            # Unknown fields are silently left out of answers: the release lacks the mode.
-            raise ServiceNowError(
+        schema = self.schema()
+        if not schema.has(APP_TABLE, JWKS_URL_FIELD):
+            raise SchemaMismatch(
                 f"{APP_TABLE} has no {JWKS_URL_FIELD} field on this instance: JWKS-URL mode"
                 " needs a release that verifies against a JWKS URL"
             )
-        lifespan = app.get(JWKS_CACHE_FIELD, "")
-        if lifespan.isdigit() and int(lifespan) > cache_budget:
+        schema.check([Need(APP_TABLE, JWKS_URL_FIELD, len(jwks_url), why="the JWKS URL")])
+        app = self.find_app((*APP_FIELDS, JWKS_URL_FIELD, JWKS_CACHE_FIELD))
+        lifespan = app.get(JWKS_CACHE_FIELD, "").strip()
+        # The application's cache lifespan is in minutes; the policy's budget in seconds.
+        if lifespan.isdigit() and int(lifespan) * MINUTE > cache_budget:
             raise ServiceNowError(
-                f"the application caches the JWKS for {lifespan} s, more than"
+                f"the application caches the JWKS for {lifespan} minutes, more than"
                 f" policy.verifier_jwks_cache_lifespan ({cache_budget} s): raise the policy's"
                 " value (and its prepublish window) or lower the application's"
             )
         report = TrustReport(records=1)
-        if app[JWKS_URL_FIELD] != jwks_url:
-            updated = self.client.update(APP_TABLE, app["sys_id"], {JWKS_URL_FIELD: jwks_url})
-            if updated.get(JWKS_URL_FIELD) != jwks_url:
-                raise ServiceNowError(f"{APP_TABLE} did not keep {JWKS_URL_FIELD}")
-            if app[JWKS_URL_FIELD]:
+        if app.get(JWKS_URL_FIELD, "") != jwks_url:
+            try:
+                self.client.update(APP_TABLE, app["sys_id"], {JWKS_URL_FIELD: jwks_url})
+            except ServiceNowError:
+                self.forget_schema()
+                raise
+            stored = self.client.get(APP_TABLE, app["sys_id"], ("sys_id", JWKS_URL_FIELD))
+            if stored is None or stored.get(JWKS_URL_FIELD) != jwks_url:
+                # Not ours to delete (the application): fail loudly instead.
+                self.forget_schema()
+                raise ServiceNowError(f"{APP_TABLE} did not keep {JWKS_URL_FIELD} as sent")
+            if app.get(JWKS_URL_FIELD):
                 report.repaired += 1
                 report.notes.append(f"{JWKS_URL_FIELD} was changed by hand; set back")
             else:
@@ -302,8 +396,14 @@ class TrustSync:
             # A renewal cut short before the map was repointed left a fresh certificate.
             chosen = max(fresh, key=lambda sys_id: fresh[sys_id].not_after)
             return chosen, fresh[chosen].not_after, False
+        # None is fresh: renew or replace in place when the key has a certificate (names
+        # are unique on an instance), create one only when it has none.
+        owned_ids = [record["sys_id"] for record in records.certificates]
+        in_place = target if target in owned_ids else next(iter(usable), None)
+        if in_place is None and owned_ids:
+            in_place = owned_ids[0]
         certificate_drift = False
-        if usable:
+        if usable and in_place in usable:
             report.notes.append(f"renewed the certificate of {kid}")
         elif records.certificates:
             # Owned certificates exist but none certifies this key: edited by hand.
@@ -315,9 +415,13 @@ class TrustSync:
         else:
             outcome.created += 1
         outcome.repaired += int(certificate_drift)
-        created = self._create_certificate(records.key, now)
-        made = read_certificate(created.get("pem_certificate", ""))
-        return created["sys_id"], made.not_after if made else now, certificate_drift
+        if in_place is not None:
+            record = next(r for r in records.certificates if r["sys_id"] == in_place)
+            stored = self._renew_certificate(records.key, record, now)
+        else:
+            stored = self._create_certificate(records.key, now)
+        made = read_certificate(stored.get("pem_certificate", ""))
+        return stored["sys_id"], made.not_after if made else now, certificate_drift
 
     def _repair_certificate_settings(
         self, records: _KeyRecords, chosen: str, report: TrustReport, outcome: _KeyOutcome
@@ -327,7 +431,9 @@ class TrustSync:
         for record in records.certificates:
             if record["sys_id"] != chosen:
                 continue
-            wrong = {f: v for f, v in CERTIFICATE_SETTINGS.items() if record.get(f) != v}
+            settings = self.certificate_settings()
+            # Only fields the instance returned are compared (it omits those it lacks).
+            wrong = {f: v for f, v in settings.items() if f in record and record[f] != v}
             if wrong:
                 self._update(CERTIFICATE_TABLE, kid, record, wrong)
                 outcome.repaired += 1
@@ -351,7 +457,8 @@ class TrustSync:
             "kid": kid,
             "sys_certificate": chosen,
             "oauth_jwt": app["sys_id"],
-            "active": "true",
+            # Not documented for verifier maps: written only when the dictionary shows it.
+            **self.schema().writable(VERIFIER_TABLE, {"active": "true"}),
         }
         if verifier is None:
             self._create(VERIFIER_TABLE, settings)
@@ -361,7 +468,7 @@ class TrustSync:
             else:
                 outcome.created += 1
             return
-        wrong = {f: v for f, v in settings.items() if verifier.get(f) != v}
+        wrong = {f: v for f, v in settings.items() if f in verifier and verifier[f] != v}
         if not wrong:
             return
         self._update(VERIFIER_TABLE, kid, verifier, wrong)
@@ -397,32 +504,57 @@ class TrustSync:
     # -- writes (each re-checks ownership) ----------------------------------------------
 
     def _create_certificate(self, key: ManagedKey, now: float) -> Record:
+        pem = self._checked_pem(key, now)
+        description = f"jwtkeys: verifies JWTs of keyset {self.keyset} signed by kid {key.kid}"
+        facts = self.schema().facts(CERTIFICATE_TABLE, DESCRIPTION_FIELD)
+        if facts is not None and facts.max_length:
+            description = description[: facts.max_length]  # a courtesy, never compared
+        values = {
+            "name": servicenow_record_name(self.keyset, key.kid),
+            "pem_certificate": pem,
+            **self.schema().writable(CERTIFICATE_TABLE, {DESCRIPTION_FIELD: description}),
+            **self.certificate_settings(),
+        }
+        return self._create(CERTIFICATE_TABLE, values)
+
+    def _renew_certificate(self, key: ManagedKey, record: Record, now: float) -> Record:
+        """Replace an owned certificate's PEM (and settings) in place."""
+        values = {"pem_certificate": self._checked_pem(key, now), **self.certificate_settings()}
+        return self._update(CERTIFICATE_TABLE, key.kid, record, values)
+
+    def _checked_pem(self, key: ManagedKey, now: float) -> str:
         pem = self._make_certificate(key, now)
-        return self._create(
-            CERTIFICATE_TABLE,
-            {
-                "name": servicenow_record_name(self.keyset, key.kid),
-                "pem_certificate": pem,
-                "short_description": (
-                    f"jwtkeys: verifies JWTs of keyset {self.keyset} signed by kid {key.kid}"
-                ),
-                **CERTIFICATE_SETTINGS,
-            },
-        )
+        facts = self.schema().facts(CERTIFICATE_TABLE, "pem_certificate")
+        if facts is not None and facts.max_length and len(pem) > facts.max_length:
+            raise SchemaMismatch(
+                f"{CERTIFICATE_TABLE}.pem_certificate holds {facts.max_length} characters,"
+                f" the certificate of {key.kid} has {len(pem)} (nothing was written)"
+            )
+        return pem
 
     def _create(self, table: str, values: dict[str, str]) -> Record:
-        record = self.client.create(table, values)
+        try:
+            record = self.client.create(table, values)
+        except ServiceNowError:
+            self.forget_schema()
+            raise
         if not record.get("sys_id"):
             raise ServiceNowError(f"POST {table}: the created record has no sys_id")
+        stored = self._read_back(table, record["sys_id"], values, created=True)
         LOGGER.info(
             "servicenow record created",
             extra={"table": table, "record": values["name"], "sys_id": record["sys_id"]},
         )
-        return record
+        return stored
 
-    def _update(self, table: str, kid: str, record: Record, values: dict[str, str]) -> None:
+    def _update(self, table: str, kid: str, record: Record, values: dict[str, str]) -> Record:
         self._check_owned(table, kid, record)
-        self.client.update(table, record["sys_id"], values)
+        try:
+            self.client.update(table, record["sys_id"], values)
+        except ServiceNowError:
+            self.forget_schema()
+            raise
+        stored = self._read_back(table, record["sys_id"], values, created=False)
         LOGGER.info(
             "servicenow record repaired",
             extra={
@@ -432,10 +564,44 @@ class TrustSync:
                 "fields": sorted(values),
             },
         )
+        return stored
+
+    def _read_back(self, table: str, sys_id: str, sent: dict[str, str], *, created: bool) -> Record:
+        """The record as stored; deleted, and the tick failed, when it differs from `sent`.
+
+        An instance truncates a value longer than its field silently, and business rules
+        may alter what was sent: a record that is not what jwtkeys wrote must not stay
+        (a truncated name would no longer be recognised as ours: an orphan).
+        """
+        stored = self.client.get(table, sys_id, ("sys_id", *sent))
+        if stored is None:
+            self.forget_schema()
+            raise ServiceNowError(f"{table} record {sys_id} could not be read back after a write")
+        differs = sorted(f for f, v in sent.items() if f in stored and not _same(f, stored[f], v))
+        if not differs:
+            return stored
+        self.forget_schema()
+        self.client.delete(table, sys_id)
+        LOGGER.error(
+            "servicenow record stored differently: deleted",
+            extra={"table": table, "sys_id": sys_id, "fields": differs},
+        )
+        detail = ", ".join(
+            f"{f} ({len(sent[f])} characters sent, {len(stored[f])} stored)" for f in differs
+        )
+        raise ServiceNowError(
+            f"{table} record {sys_id} was {'inserted' if created else 'updated'} but the"
+            f" instance stored {detail} differently (truncated or altered); the record was"
+            " deleted. Check the field lengths in the instance's dictionary"
+        )
 
     def _delete(self, table: str, kid: str, record: Record) -> None:
         self._check_owned(table, kid, record)
-        self.client.delete(table, record["sys_id"])
+        try:
+            self.client.delete(table, record["sys_id"])
+        except ServiceNowError:
+            self.forget_schema()
+            raise
         LOGGER.info(
             "servicenow record deleted",
             extra={"table": table, "record": record["name"], "sys_id": record["sys_id"]},

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,13 @@ import boto3
 from botocore.config import Config
 
 from jwtkeys.clock import Clock
-from jwtkeys.errors import ConfigurationError, JwtKeysError, ServiceNowError, TrustNotConfirmed
+from jwtkeys.errors import (
+    ConfigurationError,
+    JwtKeysError,
+    ServiceNowError,
+    SessionsNotEnded,
+    TrustNotConfirmed,
+)
 from jwtkeys.keys.key_state import ManagedKey
 from jwtkeys.keys.kms_signer import KmsJwsSigner, KmsKeyRef
 from jwtkeys.names import servicenow_record_name
@@ -57,6 +64,7 @@ if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
+LOGGER = logging.getLogger("jwtkeys.servicenow")
 # Long enough for the exchange (and the instance's clock skew covers the rest),
 # short enough that a canary token is worthless to anyone who sees it later.
 CANARY_TTL = 60
@@ -90,6 +98,8 @@ class ServiceNowTrustTarget:
         self._secrets = secrets
         self._kms = kms
         self._signer = KmsJwsSigner(kms)
+        # Set once a session of the application was seen in oauth_credential.
+        self.sessions_visible = False
         self.sync = TrustSync(
             client,
             keyset,
@@ -139,6 +149,7 @@ class ServiceNowTrustTarget:
             issuer=settings.issuer,
             algorithm=settings.rotation.algorithm,
             client_id=servicenow.client_id,
+            key_spec=settings.rotation.key_spec,
         )
         secrets = SecretSource(secretsmanager, servicenow.secret_id, clock)
         client = TableClient(
@@ -186,18 +197,62 @@ class ServiceNowTrustTarget:
             self._canary(key, now, self.settings.canary_subject)
 
     def end_sessions(self) -> int:
-        """Delete every `oauth_credential` row of the application; returns how many."""
+        """Delete every `oauth_credential` row of the application; returns how many.
+
+        SessionsNotEnded when that cannot be done or cannot be known to be done:
+        `oauth_credential` is admin-only by default and an instance filters rows a user
+        may not read out of a list (an empty answer, not an error), so an empty list
+        counts only once this container has seen a session of the application in it.
+        """
+        schema = self.sync.schema()
+        if not schema.has(CREDENTIAL_TABLE, "peer"):
+            raise SessionsNotEnded(
+                f"could not end sessions: {CREDENTIAL_TABLE}.peer is not in the instance's"
+                " dictionary (or the integration user cannot read the dictionary)"
+            )
         app = self.sync.find_app()
         app_id = app["sys_id"]
-        rows = self.client.list(CREDENTIAL_TABLE, f"peer={app_id}", ("sys_id", "peer"))
+        try:
+            rows = self.client.list(
+                CREDENTIAL_TABLE,
+                f"peer={app_id}",
+                self.sync.fields(CREDENTIAL_TABLE, ("sys_id", "peer")),
+            )
+        except ServiceNowError as error:
+            raise SessionsNotEnded(f"could not end sessions: {error}") from error
+        # Re-checked: were `peer` dropped from the query, every session would match.
+        mine = [row for row in rows if row.get("peer") == app_id and row.get("sys_id")]
+        if not mine and not self.sessions_visible:
+            raise SessionsNotEnded(
+                f"could not end sessions: no {CREDENTIAL_TABLE} row of the application is"
+                " visible to the integration user, and none has been seen since this keeper"
+                f" started ({CREDENTIAL_TABLE} is admin-only by default: grant read and delete"
+                " on it, see `jwtkeys doctor`)"
+            )
         ended = 0
-        for row in rows:
-            # Re-checked: were `peer` dropped from the query, every session would match.
-            if row.get("peer") != app_id or not row.get("sys_id"):
-                continue
-            if self.client.delete(CREDENTIAL_TABLE, row["sys_id"]):
-                ended += 1
+        for row in mine:
+            try:
+                if self.client.delete(CREDENTIAL_TABLE, row["sys_id"]):
+                    ended += 1
+            except ServiceNowError as error:
+                raise SessionsNotEnded(
+                    f"could not end sessions: {ended} of {len(mine)} ended, then {error}"
+                ) from error
         return ended
+
+    def check_sessions_visible(self) -> bool:
+        """Whether a session of the application is visible in `oauth_credential` (after a
+        canary exchange there is one): what lets `end_sessions` trust an empty list."""
+        if not self.sync.schema().has(CREDENTIAL_TABLE, "peer"):
+            return False
+        app_id = self.sync.find_app()["sys_id"]
+        rows = self.client.list(
+            CREDENTIAL_TABLE,
+            f"peer={app_id}",
+            self.sync.fields(CREDENTIAL_TABLE, ("sys_id", "peer")),
+        )
+        self.sessions_visible = any(row.get("peer") == app_id for row in rows)
+        return self.sessions_visible
 
     def trusted_kids(self) -> set[str]:
         """The kids ServiceNow holds an owned verifier map for (for audits and tests)."""
@@ -210,11 +265,14 @@ class ServiceNowTrustTarget:
         app = self.sync.find_app()
         verifiers = [
             v
-            for v in self.client.list(VERIFIER_TABLE, f"name={name}", VERIFIER_FIELDS)
+            for v in self.client.list(
+                VERIFIER_TABLE, f"name={name}", self.sync.fields(VERIFIER_TABLE, VERIFIER_FIELDS)
+            )
             if v.get("name") == name
             and v.get("kid") == key.kid
             and v.get("oauth_jwt") == app["sys_id"]
-            and v.get("active") == "true"
+            # `active` is not documented for maps: checked only when the instance has it.
+            and v.get("active", "true") == "true"
         ]
         if len(verifiers) != 1:
             raise TrustNotConfirmed(
@@ -222,14 +280,19 @@ class ServiceNowTrustTarget:
                 f" {len(verifiers)} correct record(s), expected 1"
             )
         certificate = self.client.get(
-            CERTIFICATE_TABLE, verifiers[0]["sys_certificate"], CERTIFICATE_FIELDS
+            CERTIFICATE_TABLE,
+            verifiers[0]["sys_certificate"],
+            self.sync.fields(CERTIFICATE_TABLE, CERTIFICATE_FIELDS),
         )
         if certificate is None or certificate.get("name") != name:
             raise TrustNotConfirmed(f"the map {name} does not point at its own certificate")
         facts = read_certificate(certificate.get("pem_certificate", ""))
         if facts is None or facts.public_key_der != spki(public_key_of(key)):
             raise TrustNotConfirmed(f"the certificate {name} does not certify kid {key.kid}")
-        if certificate.get("active") != "true" or not facts.not_before <= now <= facts.not_after:
+        if (
+            certificate.get("active", "true") != "true"
+            or not facts.not_before <= now <= facts.not_after
+        ):
             raise TrustNotConfirmed(f"the certificate {name} is inactive or not valid now")
 
     def _read_back_jwks_url(self, jwks_url: str) -> None:
@@ -266,3 +329,10 @@ class ServiceNowTrustTarget:
             ) from refused
         except ServiceNowError as error:
             raise TrustNotConfirmed(f"the canary exchange of {key.kid} failed: {error}") from error
+        if not self.sessions_visible:
+            # The exchange left a session of the application: seeing it proves that
+            # `end_sessions` can see (and so end) sessions. Never fails the promotion.
+            try:
+                self.check_sessions_visible()
+            except ServiceNowError as error:
+                LOGGER.warning("oauth_credential could not be read", extra={"error": str(error)})

@@ -94,7 +94,7 @@ class Credentials:
         if credential_id is None:
             return None
         credential = self._store.get("oauth_credential", credential_id)
-        if credential is None or credential["token_type"] != "access_token":  # noqa: S105
+        if credential is None or credential.get("type") != "access_token":
             return None
         if not credential["expires"] or parse_glide_datetime(credential["expires"]) <= (
             self._clock.now()

@@ -30,8 +30,8 @@ from werkzeug.wrappers import Request, Response
 from jwtkeys.clock import Clock
 from jwtkeys_tools.local.servicenow_emulator.auth import Credentials, Principal, authenticate
 from jwtkeys_tools.local.servicenow_emulator.faults import FaultSwitch, RateLimited, RateLimitRule
+from jwtkeys_tools.local.servicenow_emulator.profiles import InstanceProfile, load_profile
 from jwtkeys_tools.local.servicenow_emulator.tables import (
-    SCHEMA,
     RecordRejected,
     RecordStore,
     RenderOptions,
@@ -80,8 +80,17 @@ class _QuietHandler(WSGIRequestHandler):
 class ServiceNowEmulator:
     """A ServiceNow instance where jwtkeys touches one, served over HTTPS on 127.0.0.1."""
 
-    def __init__(self, clock: Clock, *, port: int = 0, state_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        port: int = 0,
+        state_dir: Path | None = None,
+        profile: InstanceProfile | str | None = None,
+    ) -> None:
         self.clock = clock
+        # The instance shape (a shipped profile name, a profile file, or a loaded one).
+        self.profile = profile if isinstance(profile, InstanceProfile) else load_profile(profile)
         self.url = ""
         self.ca_bundle = ""
         self.log: list[str] = []
@@ -89,7 +98,7 @@ class ServiceNowEmulator:
         self.jwks_ca_bundle: str | None = None
         self._port = port
         self._state_dir = state_dir
-        self._store = RecordStore(clock)
+        self._store = RecordStore(clock, self.profile)
         self._credentials = Credentials(self._store, clock)
         self._tokens = TokenEndpoint(
             self._store, self._credentials, clock, self.log.append, lambda: self.jwks_ca_bundle
@@ -169,6 +178,14 @@ class ServiceNowEmulator:
         self.log.clear()
         self._persist()
 
+    def use_profile(self, profile: InstanceProfile | str | None) -> None:
+        """Reset into another instance shape (a profile name, file, or loaded profile)."""
+        loaded = profile if isinstance(profile, InstanceProfile) else load_profile(profile)
+        if loaded != self.profile:
+            self.profile = loaded
+            self._store.reshape(loaded)
+        self.reset()
+
     # -- seeding ----------------------------------------------------------------------
 
     def add_user(
@@ -204,25 +221,33 @@ class ServiceNowEmulator:
         client_secret: str,
         *,
         user_field: str = "email",
-        clock_skew: int = 300,
+        clock_skew: int | None = None,
         enable_jti_verification: bool = True,
         jwks_url: str | None = None,
-        jwks_cache_lifespan: int = 600,
+        jwks_cache_lifespan: int = 10,
     ) -> str:
-        """Create an `oauth_jwt` app ("OAuth JWT API endpoint for external clients")."""
-        return self.add_record(
-            "oauth_jwt",
-            {
-                "name": name,
-                "client_id": client_id,
-                "client_secret": client_secret,
-                "user_field": user_field,
-                "clock_skew": clock_skew,
-                "enable_jti_verification": enable_jti_verification,
-                "jwks_url": jwks_url or "",
-                "jwks_cache_lifespan": jwks_cache_lifespan,
-            },
-        )
+        """Create an `oauth_jwt` app ("OAuth JWT API endpoint for external clients", or a
+        Machine Identity Console JWT bearer grant integration: the same record).
+
+        `clock_skew` defaults to the profile's (300 s legacy, 0 s Machine Identity
+        Console); `jwks_cache_lifespan` is in minutes.
+        """
+        values: dict[str, object] = {
+            "name": name,
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "user_field": user_field,
+            "enable_jti_verification": enable_jti_verification,
+        }
+        if clock_skew is not None:
+            values["clock_skew"] = clock_skew
+        if jwks_url is not None and not self._store.knows_field("oauth_jwt", "jwks_url"):
+            raise KeyError(f"profile {self.profile.name!r} has no JWKS URL on applications")
+        if jwks_url is not None:
+            values["jwks_url"] = jwks_url
+        if self._store.knows_field("oauth_jwt", "jwks_cache_lifespan"):
+            values["jwks_cache_lifespan"] = jwks_cache_lifespan
+        return self.add_record("oauth_jwt", values)
 
     def add_oauth_client(self, name: str, client_id: str, client_secret: str, *, user: str) -> str:
         """Create an `oauth_entity` for the client-credentials grant, acting as user `user`."""
@@ -239,7 +264,7 @@ class ServiceNowEmulator:
 
     def add_record(self, table: str, values: Mapping[str, object]) -> str:
         """Insert a row as the system would (business rules apply); returns its sys_id."""
-        if table not in SCHEMA:
+        if table not in self._store.schema:
             raise KeyError(f"the emulator has no table {table!r}")
         sys_id = self._store.insert(table, values, by="system")["sys_id"]
         self._persist()
@@ -247,7 +272,7 @@ class ServiceNowEmulator:
 
     def rows(self, table: str) -> list[dict[str, str]]:
         """Raw stored rows visible through `table` (copies; every value a string)."""
-        if table not in SCHEMA:
+        if table not in self._store.schema:
             raise KeyError(f"the emulator has no table {table!r}")
         return self._store.rows(table)
 
@@ -356,7 +381,7 @@ class ServiceNowEmulator:
         limited = self._faults.count_request()
         if limited is not None:
             return _rate_limited(limited)
-        if table_name not in SCHEMA:
+        if table_name not in self._store.schema:
             return _error(400, f"Invalid table {table_name}", None)
         call = _TableCall(self._store, self.url, request, principal, version, table_name)
         return call.dispatch(sys_id)
@@ -399,7 +424,7 @@ class _TableCall:
         self.principal = principal
         self.version = version
         self.table = table
-        self.schema = SCHEMA[table]
+        self.schema = store.schema[table]
         fields = self.args.get("sysparm_fields", "")
         self.options = RenderOptions(
             base_url=base_url,

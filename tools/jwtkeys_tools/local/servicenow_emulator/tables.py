@@ -5,19 +5,26 @@ Like an instance, every value is stored as a string; reference fields hold the 3
 visible through both tables (each table shows only its own schema's fields). Writes
 ignore fields the table lacks; queries drop conditions on them (see `encoded_query`).
 
+The schema is the base below shaped by an instance profile (`profiles.py`): fields a
+release lacks are removed, field lengths set (string values longer than their field
+are truncated silently, as instances do), choice defaults take the profile's stored
+spelling, and admin-only tables lose their other roles. `sys_db_object`,
+`sys_dictionary` and `sys_choice` are ordinary read-only rows generated from it.
+
 Field names inferred rather than documented (confirm on a real instance before product
-code relies on them): `oauth_jwt.jwks_url` and `oauth_jwt.jwks_cache_lifespan` (seconds),
+code relies on them): `oauth_jwt.jwks_url` and `oauth_jwt.jwks_cache_lifespan` (minutes),
 `oauth_entity.default_grant_type` and `oauth_entity.user` (the client-credentials
-"OAuth Application User"), and the `oauth_credential` fields.
+"OAuth Application User"), and the `oauth_credential` fields besides `type` and `peer`.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import secrets
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from jwtkeys.clock import Clock
@@ -27,12 +34,25 @@ from jwtkeys_tools.local.servicenow_emulator.certificates import (
     glide_datetime,
     parse_pem_certificate,
 )
+from jwtkeys_tools.local.servicenow_emulator.profiles import InstanceProfile, load_profile
 
 Kind = Literal["string", "boolean", "integer", "datetime", "reference"]
 Row = dict[str, str]
 DisplayMode = Literal["false", "true", "all"]
 
 ADMIN = "admin"
+# The custom role an admin creates for the integration user, with ACLs on exactly the
+# tables jwtkeys uses (no release documents a `certificate_admin` role).
+INTEGRATION_ROLE = "x_jwtkeys_integration"
+META_TABLES = ("sys_db_object", "sys_dictionary", "sys_choice")
+_DEFAULT_LENGTH = {"string": 255, "boolean": 40, "integer": 40, "datetime": 40, "reference": 32}
+_INTERNAL_TYPE = {
+    "string": "string",
+    "boolean": "boolean",
+    "integer": "integer",
+    "datetime": "glide_date_time",
+    "reference": "reference",
+}
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,12 @@ class Field:
     kind: Kind = "string"
     default: str = ""
     reference: str | None = None
+    max_length: int = 0  # 0: the default length of its kind
+
+    @property
+    def length(self) -> int:
+        """How many characters the field holds."""
+        return self.max_length or _DEFAULT_LENGTH[self.kind]
 
 
 @dataclass(frozen=True)
@@ -80,7 +106,9 @@ _SYSTEM_FIELDS = (
 _READ_ONLY = frozenset({f.name for f in _SYSTEM_FIELDS} | {"sys_class_name"})
 
 
-def _schema() -> dict[str, Table]:
+def base_schema() -> dict[str, Table]:
+    """Every table the emulator has, before a profile shapes it."""
+
     def table(
         name: str,
         display: str,
@@ -101,9 +129,11 @@ def _schema() -> dict[str, Table]:
             frozenset(write),
         )
 
-    # Smallest role sets we chose (documented in the package docstring): certificates need
-    # certificate_admin, OAuth records need oauth_admin, users need user_admin.
-    oauth_roles = ("oauth_admin",)
+    # Smallest role sets we chose (documented in the package docstring): certificates and
+    # sessions need the integration role's ACLs, OAuth records oauth_admin (or the
+    # integration role), users user_admin.
+    oauth_roles = ("oauth_admin", INTEGRATION_ROLE)
+    integration = (INTEGRATION_ROLE,)
     user = table(
         "sys_user",
         "name",
@@ -124,20 +154,21 @@ def _schema() -> dict[str, Table]:
         "sys_certificate",
         "name",
         (
-            Field("name"),
-            Field("short_description"),
+            Field("name", max_length=100),
+            Field("short_description", max_length=160),
             Field("format", default="pem"),
             Field("type", default="trust_store"),
-            Field("pem_certificate"),
+            Field("pem_certificate", max_length=65000),
             Field("active", "boolean", "true"),
             Field("expires", "datetime"),
             Field("valid_from", "datetime"),
             Field("subject"),
             Field("issuer"),
-            Field("warn_in_days", "integer", "30"),
+            Field("expiration_notification", "boolean", "false"),
+            Field("warn_in_days_to_expire", "integer", "30"),
         ),
-        read=("certificate_admin",),
-        write=("certificate_admin",),
+        read=integration,
+        write=integration,
     )
     entity = table(
         "oauth_entity",
@@ -167,7 +198,7 @@ def _schema() -> dict[str, Table]:
             Field("clock_skew", "integer", "300"),
             Field("enable_jti_verification", "boolean", "true"),
             Field("jwks_url"),
-            Field("jwks_cache_lifespan", "integer", "600"),
+            Field("jwks_cache_lifespan", "integer", "10"),  # minutes
         ),
         parent=entity,
         read=oauth_roles,
@@ -177,7 +208,7 @@ def _schema() -> dict[str, Table]:
         "jwt_verifier_map",
         "name",
         (
-            Field("name"),
+            Field("name", max_length=100),
             Field("kid"),
             Field("sys_certificate", "reference", reference="sys_certificate"),
             Field("oauth_jwt", "reference", reference="oauth_jwt"),
@@ -192,19 +223,137 @@ def _schema() -> dict[str, Table]:
         "name",
         (
             Field("name"),
-            Field("token_type", default="access_token"),
+            Field("type", default="access_token"),
             Field("peer", "reference", reference="oauth_entity"),
             Field("user", "reference", reference="sys_user"),
             Field("expires", "datetime"),
             Field("scopes", default="useraccount"),
         ),
-        read=oauth_roles,
-        write=oauth_roles,
+        read=integration,
+        write=integration,
     )
-    return {t.name: t for t in (user, certificate, entity, jwt_app, verifier, credential)}
+    meta = [
+        table(
+            "sys_db_object",
+            "name",
+            (
+                Field("name"),
+                Field("label"),
+                Field("super_class", "reference", reference="sys_db_object"),
+            ),
+            write=(),
+        ),
+        table(
+            "sys_dictionary",
+            "element",
+            (
+                Field("name"),
+                Field("element"),
+                Field("internal_type"),
+                Field("max_length", "integer", "0"),
+                Field("reference"),
+                Field("active", "boolean", "true"),
+            ),
+            write=(),
+        ),
+        table(
+            "sys_choice",
+            "label",
+            (
+                Field("name"),
+                Field("element"),
+                Field("value"),
+                Field("label"),
+                Field("sequence", "integer", "0"),
+                Field("inactive", "boolean", "false"),
+            ),
+            write=(),
+        ),
+    ]
+    tables = (user, certificate, entity, jwt_app, verifier, credential, *meta)
+    return {t.name: t for t in tables}
 
 
-SCHEMA: Mapping[str, Table] = _schema()
+def build_schema(profile: InstanceProfile) -> dict[str, Table]:
+    """The base schema shaped by `profile` (fields, lengths, choice defaults, ACLs)."""
+    shaped: dict[str, Table] = {}
+    for table in base_schema().values():
+        fields: dict[str, Field] = {}
+        for name, column in table.fields.items():
+            # An inherited field is shaped where it is defined (its parent's name).
+            owner = _defining_table(table, name)
+            if f"{owner}.{name}" in profile.absent_fields:
+                continue
+            length = profile.max_lengths.get(f"{owner}.{name}", column.max_length)
+            default = profile.choice_value(owner, name) or column.default
+            if table.name == "oauth_jwt" and name == "clock_skew":
+                default = str(profile.clock_skew_default)
+            fields[name] = replace(column, max_length=length, default=default)
+        admin_only = table.name in profile.admin_only_tables
+        shaped[table.name] = replace(
+            table,
+            fields=fields,
+            read_roles=frozenset({ADMIN}) if admin_only else table.read_roles,
+            write_roles=frozenset({ADMIN}) if admin_only else table.write_roles,
+        )
+    return shaped
+
+
+def _defining_table(table: Table, name: str) -> str:
+    parent = base_schema().get(table.parent) if table.parent else None
+    return _defining_table(parent, name) if parent and name in parent.fields else table.name
+
+
+def meta_rows(schema: Mapping[str, Table], profile: InstanceProfile) -> list[Row]:
+    """The `sys_db_object`, `sys_dictionary` and `sys_choice` rows that describe `schema`."""
+    rows: list[Row] = []
+    ids = {name: _stable_id("sys_db_object", name) for name in schema}
+    for table in schema.values():
+        rows.append(
+            {
+                "sys_class_name": "sys_db_object",
+                "sys_id": ids[table.name],
+                "name": table.name,
+                "label": table.name,
+                "super_class": ids[table.parent] if table.parent else "",
+            }
+        )
+        parent = schema.get(table.parent) if table.parent else None
+        for name, column in table.fields.items():
+            if parent is not None and name in parent.fields:
+                continue  # defined (and described) on the parent
+            rows.append(
+                {
+                    "sys_class_name": "sys_dictionary",
+                    "sys_id": _stable_id("sys_dictionary", f"{table.name}.{name}"),
+                    "name": table.name,
+                    "element": name,
+                    "internal_type": _INTERNAL_TYPE[column.kind],
+                    "max_length": str(column.length) if profile.report_lengths else "",
+                    "reference": column.reference or "",
+                    "active": "true",
+                }
+            )
+    for key, choices in profile.choices.items():
+        table_name, _, element = key.partition(".")
+        for position, (value, label) in enumerate(choices):
+            rows.append(
+                {
+                    "sys_class_name": "sys_choice",
+                    "sys_id": _stable_id("sys_choice", f"{key}={value}"),
+                    "name": table_name,
+                    "element": element,
+                    "value": value,
+                    "label": label,
+                    "sequence": str(position),
+                    "inactive": "false",
+                }
+            )
+    return rows
+
+
+def _stable_id(kind: str, name: str) -> str:
+    return hashlib.sha256(f"{kind}:{name}".encode()).hexdigest()[:32]
 
 
 def is_sys_id(value: str) -> bool:
@@ -220,25 +369,43 @@ def new_sys_id() -> str:
 class RecordStore:
     """All rows of all tables, keyed by sys_id, guarded by one lock (the server is threaded)."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, profile: InstanceProfile | None = None) -> None:
         self._clock = clock
+        self.profile = profile or load_profile()
+        self.schema: Mapping[str, Table] = build_schema(self.profile)
         self._rows: dict[str, Row] = {}
         self._lock = threading.RLock()
+        self._seed_meta()
 
     # -- schema -----------------------------------------------------------------------
 
-    @staticmethod
-    def table(name: str) -> Table | None:
-        """The schema of a table, or None when the emulator does not have it."""
-        return SCHEMA.get(name)
+    def reshape(self, profile: InstanceProfile) -> None:
+        """Become an instance of another shape: every row is forgotten."""
+        with self._lock:
+            self.profile = profile
+            self.schema = build_schema(profile)
+            self._rows.clear()
+        self._seed_meta()
 
-    @staticmethod
-    def _classes(table: str) -> set[str]:
+    def table(self, name: str) -> Table | None:
+        """The schema of a table, or None when the emulator does not have it."""
+        return self.schema.get(name)
+
+    def _seed_meta(self) -> None:
+        with self._lock:
+            for row in meta_rows(self.schema, self.profile):
+                full = {
+                    name: f.default for name, f in self.schema[row["sys_class_name"]].fields.items()
+                }
+                full.update(row)
+                self._rows[row["sys_id"]] = full
+
+    def _classes(self, table: str) -> set[str]:
         # A table shows its own rows and those of every table extending it.
         names = {table}
         grew = True
         while grew:
-            extra = {t.name for t in SCHEMA.values() if t.parent in names} - names
+            extra = {t.name for t in self.schema.values() if t.parent in names} - names
             names |= extra
             grew = bool(extra)
         return names
@@ -261,7 +428,7 @@ class RecordStore:
 
     def reader(self, table: str, row: Row) -> encoded_query.FieldReader:
         """Read fields of `row` as `table` sees them; dot-walks references (`oauth_jwt.name`)."""
-        schema = SCHEMA[table]
+        schema = self.schema[table]
 
         def read(name: str) -> str | None:
             head, _, rest = name.partition(".")
@@ -283,7 +450,7 @@ class RecordStore:
     def knows_field(self, table: str, name: str) -> bool:
         """Whether `name` (possibly dot-walked) is a field of `table`."""
         head, _, rest = name.partition(".")
-        column = SCHEMA[table].fields.get(head)
+        column = self.schema[table].fields.get(head)
         if column is None:
             return False
         if not rest:
@@ -302,7 +469,7 @@ class RecordStore:
 
     def insert(self, table: str, values: Mapping[str, object], *, by: str) -> Row:
         """Insert a row (defaults filled, system fields stamped) and return a copy."""
-        schema = SCHEMA[table]
+        schema = self.schema[table]
         now = glide_datetime(self._clock.now())
         row: Row = {name: f.default for name, f in schema.fields.items()}
         row["sys_class_name"] = table
@@ -326,7 +493,7 @@ class RecordStore:
 
     def update(self, table: str, sys_id: str, values: Mapping[str, object], *, by: str) -> Row:
         """Change some fields of a row; KeyError when `table` has no such row."""
-        schema = SCHEMA[table]
+        schema = self.schema[table]
         changes = self._writable(schema, values)
         with self._lock:
             current = self.get(table, sys_id)
@@ -354,6 +521,7 @@ class RecordStore:
         """Forget every row."""
         with self._lock:
             self._rows.clear()
+        self._seed_meta()
 
     def snapshot(self) -> list[Row]:
         """Every row, for persisting the emulator's state."""
@@ -363,21 +531,33 @@ class RecordStore:
     def restore(self, rows: Iterable[Mapping[str, str]]) -> None:
         """Replace every row with `rows` (from `snapshot`)."""
         with self._lock:
-            self._rows = {r["sys_id"]: dict(r) for r in rows}
+            self._rows = {
+                r["sys_id"]: dict(r) for r in rows if r.get("sys_class_name") not in META_TABLES
+            }
+        self._seed_meta()
 
-    @staticmethod
-    def _writable(schema: Table, values: Mapping[str, object]) -> Row:
+    def _writable(self, schema: Table, values: Mapping[str, object]) -> Row:
         # Unknown fields are ignored, and system fields are the instance's own.
-        return {
+        if schema.name in META_TABLES:
+            raise RecordRejected(f"{schema.name} is described by the instance, not written here")
+        row = {
             name: _normalise(schema.fields[name], value)
             for name, value in values.items()
             if name in schema.fields and name not in _READ_ONLY
         }
+        if self.profile.truncate_on_write:
+            # As instances do: a longer string is cut to the field's length, silently.
+            for name, value in row.items():
+                column = schema.fields[name]
+                if column.kind == "string" and len(value) > column.length:
+                    row[name] = value[: column.length]
+        return row
 
     def _apply_rules(self, table: str, row: Row, *, changed: set[str]) -> None:
         # The business rules of the tables jwtkeys writes.
         if table == "sys_certificate" and "pem_certificate" in changed:
-            if row["format"] != "pem":
+            pem = self.profile.choice_value("sys_certificate", "format") or "pem"
+            if row["format"] != pem:
                 raise RecordRejected(f"unsupported certificate format {row['format']!r}")
             try:
                 parsed = parse_pem_certificate(row["pem_certificate"])
@@ -389,7 +569,7 @@ class RecordStore:
                 subject=parsed.subject,
                 issuer=parsed.issuer,
             )
-        if table == "jwt_verifier_map" and row["kid"].strip() == "":
+        if table == "jwt_verifier_map" and row.get("kid", "").strip() == "":
             # A blank kid is filled by the instance, so tokens must then carry that one.
             row["kid"] = secrets.token_hex(16)
 
@@ -437,7 +617,7 @@ def parse_display_value(raw: str | None) -> DisplayMode:
 
 def render(store: RecordStore, table: str, row: Row, options: RenderOptions) -> dict[str, object]:
     """One record as the Table API returns it."""
-    schema = SCHEMA[table]
+    schema = store.schema[table]
     read = store.reader(table, row)
     names = options.fields or tuple(schema.fields)
     body: dict[str, object] = {}
@@ -452,7 +632,7 @@ def render(store: RecordStore, table: str, row: Row, options: RenderOptions) -> 
 
 def _column(store: RecordStore, table: str, name: str) -> Field:
     head, _, rest = name.partition(".")
-    column = SCHEMA[table].fields[head]
+    column = store.schema[table].fields[head]
     if rest and column.reference is not None:
         return _column(store, column.reference, rest)
     return column
@@ -484,4 +664,4 @@ def _display(store: RecordStore, column: Field, value: str) -> str:
     target = store.get(column.reference, value)
     if target is None:
         return ""
-    return target.get(SCHEMA[column.reference].display_field, "")
+    return target.get(store.schema[column.reference].display_field, "")

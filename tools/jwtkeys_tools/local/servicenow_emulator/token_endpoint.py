@@ -108,15 +108,17 @@ class TokenEndpoint:
         except jwt.PyJWTError as error:
             raise Refused(f"assertion is not a JWT: {error}") from error
         alg = str(header.get("alg", ""))
-        if alg not in ACCEPTED_ALGORITHMS:
-            raise Refused(f"algorithm {alg!r} is not accepted (RS256/384/512, ES256/384/512)")
+        accepted = self._store.profile.algorithms
+        if alg not in ACCEPTED_ALGORITHMS or alg not in accepted:
+            raise Refused(f"algorithm {alg!r} is not accepted ({', '.join(accepted)})")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise Refused("the JWT header has no kid")
         now = self._clock.now()
-        key = self._jwks_key(app, kid, now) if app["jwks_url"] else self._map_key(app, kid, now)
+        use_jwks = bool(app.get("jwks_url"))
+        key = self._jwks_key(app, kid, now) if use_jwks else self._map_key(app, kid, now)
         claims = self._verified_claims(assertion, key, alg, client_id)
-        skew = _int(app["clock_skew"], 300)
+        skew = _int(app["clock_skew"], self._store.profile.clock_skew_default)
         self._check_times(claims, now, skew)
         jti = self._check_jti(app, claims, now, skew)
         user = self._subject(app, claims)
@@ -168,7 +170,9 @@ class TokenEndpoint:
         maps = [
             m
             for m in self._store.rows("jwt_verifier_map")
-            if m["oauth_jwt"] == app["sys_id"] and m["kid"] == kid and m["active"] == "true"
+            if m["oauth_jwt"] == app["sys_id"]
+            and m["kid"] == kid
+            and m.get("active", "true") == "true"
         ]
         if not maps:
             raise Refused(f"no jwt_verifier_map of application {app['name']!r} has kid {kid!r}")
@@ -180,6 +184,16 @@ class TokenEndpoint:
                 continue
             if row["active"] != "true":
                 reasons.append(f"certificate {row['name']!r} is inactive")
+                continue
+            # Only a trust-store certificate in PEM verifies, in the instance's own spelling.
+            profile = self._store.profile
+            trust_store = profile.choice_value("sys_certificate", "type") or "trust_store"
+            pem = profile.choice_value("sys_certificate", "format") or "pem"
+            if row["type"] != trust_store or row["format"] != pem:
+                reasons.append(
+                    f"certificate {row['name']!r} is of type {row['type']!r} in format"
+                    f" {row['format']!r}, not a {trust_store!r} in {pem!r}"
+                )
                 continue
             try:
                 parsed = parse_pem_certificate(row["pem_certificate"])
@@ -210,7 +224,7 @@ class TokenEndpoint:
         # Cached per app for its lifespan on the emulator clock; an unknown kid does not
         # refetch early, which is why the prepublish window must outlast this cache.
         url = app["jwks_url"]
-        lifespan = _int(app["jwks_cache_lifespan"], 600)
+        lifespan = 60 * _int(app.get("jwks_cache_lifespan", ""), 10)  # minutes
         with self._lock:
             cached = self._jwks_cache.get(app["sys_id"])
         if cached is not None and cached[1] == url and now - cached[0] < lifespan:
@@ -306,7 +320,7 @@ class TokenEndpoint:
             "oauth_credential",
             {
                 "name": app["name"],
-                "token_type": "access_token",
+                "type": "access_token",
                 "peer": app["sys_id"],
                 "user": user["sys_id"],
                 "expires": glide_datetime(self._clock.now() + lifespan),
