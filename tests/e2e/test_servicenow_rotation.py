@@ -34,7 +34,7 @@ from tests.servicenow_sync_fixtures import (
     servicenow_env,
 )
 
-from ..servicenow_fixtures import CLIENT_ID
+from ..servicenow_fixtures import ALL_PROFILES, CLIENT_ID
 from ..stack_fixtures import FAST_POLICY
 
 STEP = 1800
@@ -224,4 +224,38 @@ def test_a_servicenow_outage_during_a_due_rotation_promotes_nothing(
     assert deployment.metric("ServiceNowSyncFailures")[-1] == 1.0
     recovered = deployment.tick()
     assert recovered["promoted"] == [first["next_kid"]]
+    check_invariants(deployment.stack, trusted_kids=deployment.instance.trusted_kids)
+
+
+@pytest.mark.parametrize("servicenow_profile", ALL_PROFILES)
+def test_a_rotation_and_a_revocation_on_every_instance_profile(
+    deployment: Deployment, servicenow_profile: str
+) -> None:
+    first = deployment.tick()
+    emulator = deployment.instance.emulator
+    if servicenow_profile == "pessimistic":
+        # Name fields of 40 characters cannot hold jwtkeys/test/<kid>: refused before
+        # anything is written, and no key is promoted into a trust ServiceNow lacks.
+        assert "holds 40 characters" in first.get("trust_error", ""), first
+        assert first["promoted"] == []
+        assert emulator.rows("sys_certificate") == []
+        return
+    assert "trust_error" not in first, first
+    assert exchange(emulator, deployment.sign().token).status_code == 200
+    currents = [first["current_kid"]]
+    for _ in range((FAST_POLICY.rotation_period + FAST_POLICY.prepublish_window) // STEP + 2):
+        deployment.clock.advance(STEP)
+        summary = deployment.tick()
+        assert "trust_error" not in summary, summary
+        if summary["current_kid"] != currents[-1]:
+            currents.append(summary["current_kid"])
+            break
+    assert len(currents) == 2, currents
+    token = deployment.sign()
+    assert token.kid == currents[-1]
+    assert exchange(emulator, token.token).status_code == 200
+    revoked = deployment.tick({"action": "revoke", "kid": token.kid})
+    assert revoked["revoked"] == [token.kid]
+    assert "sessions_not_ended" not in revoked, revoked
+    assert exchange(emulator, deployment.sign().token).status_code == 200
     check_invariants(deployment.stack, trusted_kids=deployment.instance.trusted_kids)

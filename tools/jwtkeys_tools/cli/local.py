@@ -30,6 +30,12 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="print the keeper's logs and EMF metric blobs here instead of to functions.log",
     )
+    up.add_argument(
+        "--servicenow-profile",
+        metavar="NAME|FILE",
+        help="the emulated instance's shape: a shipped profile (xanadu, yokohama,"
+        " zurich-legacy-app, zurich-machine-identity, pessimistic) or a profile file",
+    )
     up.set_defaults(run=run_up)
 
 
@@ -42,11 +48,17 @@ def run_up(args: argparse.Namespace) -> int:
     from jwtkeys.servicenow import trust_target
     from jwtkeys_tools.local.aws_endpoint import LocalAws
     from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator
+    from jwtkeys_tools.local.servicenow_emulator.profiles import ProfileError, load_profile
     from jwtkeys_tools.local.servicenow_setup import CLIENT_ID, configure_servicenow
     from jwtkeys_tools.local.stack import LocalKeysetConfig, LocalStack
 
+    try:
+        profile = load_profile(args.servicenow_profile)
+    except ProfileError as error:
+        print(f"jwtkeys local up: {error}")
+        return 2
     clock = SystemClock()
-    with LocalAws() as aws, ServiceNowEmulator(clock) as servicenow:
+    with LocalAws() as aws, ServiceNowEmulator(clock, profile=profile) as servicenow:
         os.environ.update(aws.env())
         servicenow_env = configure_servicenow(servicenow, aws.client("secretsmanager"), args.keyset)
         stack = LocalStack(

@@ -42,6 +42,7 @@ from jwtkeys.verify.token import verify_token
 from jwtkeys_tools.local.aws_endpoint import LocalAws
 from jwtkeys_tools.local.invariants import check_artifacts
 from jwtkeys_tools.local.servicenow_emulator import ServiceNowEmulator
+from jwtkeys_tools.local.servicenow_emulator.profiles import InstanceProfile
 from jwtkeys_tools.local.servicenow_setup import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -307,14 +308,15 @@ class DemoState:
 DemoStep = Callable[[Demo, DemoState], str]
 
 
-def run_demo(out: Path | None) -> int:
-    """Run the whole narrative; exit code 0 only when every step passed."""
+def run_demo(out: Path | None, profile: InstanceProfile | None = None) -> int:
+    """Run the whole narrative (on an instance of `profile`'s shape); exit code 0 only
+    when every step passed."""
     clock = SimulatedClock(start=float(int(time.time())))
     # The services build their own clients from the environment, as on Lambda; the
     # caller's environment is given back afterwards.
     with (
         LocalAws() as aws,
-        ServiceNowEmulator(clock) as emulator,
+        ServiceNowEmulator(clock, profile=profile) as emulator,
         _environ_updated(aws.env()),
     ):
         if out is not None:

@@ -98,24 +98,31 @@ class TableClient:
     def list(self, table: str, query: str, fields: Sequence[str] | None = None) -> list[Record]:
         """Every record of `table` matching the encoded `query` (all pages).
 
-        Remember that an instance drops conditions on fields it lacks: callers re-check
-        every returned record before acting on it.
+        Pages are ordered by sys_id (a stable order across pages) and read until
+        `X-Total-Count` says all were seen: ACLs filter rows after the page limit is
+        applied, so a short page is no proof of the end. Remember that an instance drops
+        conditions on fields it lacks: callers re-check every returned record.
         """
+        ordered = f"{query}^ORDERBYsys_id" if query else "ORDERBYsys_id"
         records: list[Record] = []
         offset = 0
         while True:
             params = {
-                "sysparm_query": query,
+                "sysparm_query": ordered,
                 "sysparm_limit": str(PAGE_SIZE),
                 "sysparm_offset": str(offset),
                 **_read_params(fields),
             }
-            body = self._call("GET", table, _table_path(table), params=params)
+            body, headers = self._call_with_headers("GET", table, _table_path(table), params=params)
             page = _result_list(body, table)
             records.extend(page)
-            if len(page) < PAGE_SIZE:
-                return records
             offset += PAGE_SIZE
+            total = headers.get("X-Total-Count", "").strip()
+            if total.isdigit():
+                if offset >= int(total):
+                    return records
+            elif len(page) < PAGE_SIZE:
+                return records
 
     def get(self, table: str, sys_id: str, fields: Sequence[str] | None = None) -> Record | None:
         """One record by sys_id, or None when it does not exist (or is not readable)."""
@@ -186,6 +193,21 @@ class TableClient:
         json: Mapping[str, str] | None = None,
         missing_ok: bool = False,
     ) -> Any:
+        body, _ = self._call_with_headers(
+            method, table, path, params=params, json=json, missing_ok=missing_ok
+        )
+        return body
+
+    def _call_with_headers(
+        self,
+        method: str,
+        table: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Mapping[str, str] | None = None,
+        missing_ok: bool = False,
+    ) -> tuple[Any, Mapping[str, str]]:
         url = self.instance_url + path
         response = self._send(method, url, params=params, json=json, auth=self._auth())
         if response.status_code == 401:
@@ -194,17 +216,17 @@ class TableClient:
             self._access_token = None
             response = self._send(method, url, params=params, json=json, auth=self._auth())
         if missing_ok and response.status_code == 404:
-            return None
+            return None, response.headers
         if response.status_code >= 400:
             raise ServiceNowError(
                 f"{method} {table}: HTTP {response.status_code}"
                 f"{_error_detail(response)}{_retry_after_note(response)}"
             )
         if response.status_code == 204:
-            return {}
+            return {}, response.headers
         # Any other success must carry JSON: a 200 with a cut-off body is a failure, not
         # a success whose answer we ignore (a DELETE answered so may not have happened).
-        return _json(response, f"{method} {table}")
+        return _json(response, f"{method} {table}"), response.headers
 
     def _send(
         self,
