@@ -61,7 +61,12 @@ KEEPER_ASYNC_RETRY_ATTEMPTS: Final = 2
 AUTHORIZER_MEMORY_MB: Final = 256
 AUTHORIZER_TIMEOUT_SECONDS: Final = 10
 
+# The inspector reads one S3 object per CloudTrail event: a small, short function.
+INSPECTOR_MEMORY_MB: Final = 256
+INSPECTOR_TIMEOUT_SECONDS: Final = 30
+
 SIGNER_SERVICE_NAME: Final = "jwtkeys-signer"
+INSPECTOR_SERVICE_NAME: Final = "jwtkeys-inspector"
 AUTHORIZER_SERVICE_NAME: Final = "jwtkeys-authorizer"
 KEEPER_SERVICE_NAME: Final = "jwtkeys-keeper"
 TICK_EVENT: Final = {"action": "tick"}
@@ -72,7 +77,7 @@ NONCURRENT_VERSION_EXPIRATION_DAYS: Final = 90
 FAILURE_QUEUE_RETENTION_DAYS: Final = 14
 PUBLIC_PATH_PATTERN: Final = "/.well-known/*"
 
-# KMS CloudTrail events the tampering rule forwards to the keeper (jwtkeys.names says
+# KMS CloudTrail events the tampering rule forwards to the inspector (jwtkeys.names says
 # which ones the keeper itself makes).
 KMS_CHANGE_EVENTS: Final = (*KMS_EVENTS_MADE_BY_KEEPER, *KMS_EVENTS_NEVER_MADE_BY_KEEPER)
 KMS_SIGN_EVENT: Final = names.KMS_SIGN_EVENT
@@ -110,6 +115,6 @@ AUTHORIZER_REFUSAL_RATE_PERCENT: Final = 20.0
 AUTHORIZER_MIN_REQUESTS_FOR_RATE: Final = 20
 # Width of the TokensIssued anomaly band, in standard deviations.
 TOKENS_ISSUED_BAND_STD_DEVS: Final = 3.0
-# Async keeper invocations throttled before it is worth a look (ticks plus forwarded
-# CloudTrail events share one concurrency slot, so a few throttles are expected).
+# Async keeper invocations throttled before it is worth a look (a reservation, when a
+# stage sets one, or an exhausted account pool; async invocations are retried).
 KEEPER_THROTTLES_PER_PERIOD: Final = 5

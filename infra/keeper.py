@@ -62,7 +62,7 @@ class Keeper(Construct):
         self.secret = (
             self._servicenow_secret(config.keyset, config.servicenow) if config.servicenow else None
         )
-        settings = KeeperSettings(
+        self.settings = settings = KeeperSettings(
             keyset=config.keyset,
             issuer=config.issuer,
             rotation=config.policy,

@@ -18,6 +18,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from jwtkeys import metrics_catalog as catalog
@@ -37,6 +38,7 @@ from .constants import (
     TOKENS_ISSUED_BAND_STD_DEVS,
 )
 from .metrics import CatalogMetrics
+from .tampering import TamperingInspection
 
 _GTE = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 _GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
@@ -84,6 +86,8 @@ class Monitoring(Construct):
         config: KeysetConfig,
         signer: lambda_.IFunction,
         keeper: lambda_.IFunction,
+        inspection: TamperingInspection | None = None,
+        keeper_failure_queue: sqs.IQueue | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._config = config
@@ -94,6 +98,8 @@ class Monitoring(Construct):
         specs = [*self._keeper_alarms(keeper), *self._signer_alarms(signer)]
         if config.servicenow:
             specs += self._servicenow_alarms()
+        if inspection is not None and keeper_failure_queue is not None:
+            specs += self._inspection_alarms(inspection, keeper_failure_queue)
         if config.steady_traffic_minutes is not None:
             specs.append(self._no_tokens(config.steady_traffic_minutes))
         self.alarms: list[cloudwatch.AlarmBase] = [self._alarm(spec) for spec in specs]
@@ -322,6 +328,57 @@ class Monitoring(Construct):
                 self._keeper_metric(catalog.CERTIFICATE_EXPIRES_IN_DAYS, "Minimum"),
                 threshold=CERTIFICATE_EXPIRY_ALARM_DAYS,
                 comparison=_LT,
+            ),
+        ]
+
+    def _inspection_alarms(
+        self, inspection: TamperingInspection, keeper_failure_queue: sqs.IQueue
+    ) -> list[AlarmSpec]:
+        period = _seconds(self._keeper_period)
+        function = inspection.function
+        not_inspected = cloudwatch.MathExpression(
+            expression="FILL(errors, 0) + FILL(dropped, 0) + FILL(undelivered, 0)",
+            using_metrics={
+                "errors": function.metric_errors(statistic="Sum", period=period),
+                # Async events Lambda gave up on (too old, or retries spent).
+                "dropped": function.metric("AsyncEventsDropped", statistic="Sum", period=period),
+                # Events EventBridge could not hand to the function at all.
+                "undelivered": cloudwatch.Metric(
+                    namespace="AWS/Events",
+                    metric_name="FailedInvocations",
+                    dimensions_map={"RuleName": inspection.rule.rule_name},
+                    statistic="Sum",
+                    period=period,
+                ),
+            },
+            label="CloudTrail events not inspected",
+            period=period,
+        )
+        queues = {"inspections": inspection.failure_queue, "ticks": keeper_failure_queue}
+        queued = cloudwatch.MathExpression(
+            expression="FILL(inspections, 0) + FILL(ticks, 0)",
+            using_metrics={
+                name: queue.metric_approximate_number_of_messages_visible(
+                    statistic="Maximum", period=period
+                )
+                for name, queue in queues.items()
+            },
+            label="Failed events waiting in the failure queues",
+            period=period,
+        )
+        return [
+            AlarmSpec(
+                "inspection-failing",
+                "KMS CloudTrail events were not inspected: the inspector failed, Lambda"
+                " dropped them, or EventBridge could not deliver them.",
+                not_inspected,
+                threshold=1,
+            ),
+            AlarmSpec(
+                "failure-queue-not-empty",
+                "A failed tick or inspection waits in a failure queue.",
+                queued,
+                threshold=1,
             ),
         ]
 

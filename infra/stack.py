@@ -19,7 +19,7 @@ from .layers import Layers
 from .monitoring import Monitoring
 from .nag import add_nag_checks
 from .signer import Signer
-from .tampering import TamperingRule
+from .tampering import TamperingInspection
 
 
 class KeysetStack(Stack):
@@ -54,23 +54,29 @@ class KeysetStack(Stack):
             jwks=self.jwks,
             signer_role=self.signer.role,
         )
-        self.jwks.reserve_for_keeper(self.keeper.role, config.operator_role_arns)
+        self.inspection = TamperingInspection(
+            self,
+            "KeyTampering",
+            settings=self.keeper.settings,
+            layers=layers.all,
+            bucket=self.jwks.bucket,
+            keeper_role=self.keeper.role,
+            signer_role=self.signer.role,
+        )
+        # The inspector reads the registry under state/ too (and writes nothing).
+        self.jwks.reserve_for_keeper(
+            self.keeper.role, [*config.operator_role_arns, self.inspection.role.role_arn]
+        )
         self.monitoring = Monitoring(
             self,
             "Monitoring",
             config=config,
             signer=self.signer.function,
             keeper=self.keeper.function,
+            inspection=self.inspection,
+            keeper_failure_queue=self.keeper.failure_queue,
         )
         self.authorizer = self._authorizer(layers)
-        TamperingRule(
-            self,
-            "KeyTampering",
-            keeper=self.keeper.function,
-            keeper_role=self.keeper.role,
-            signer_role=self.signer.role,
-            dead_letter_queue=self.keeper.failure_queue,
-        )
         Dashboard(
             self,
             "Dashboard",

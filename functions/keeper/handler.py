@@ -1,4 +1,4 @@
-"""The keeper function: the scheduled tick, operator actions and KMS CloudTrail events."""
+"""The keeper function: the scheduled tick and operator actions."""
 
 from __future__ import annotations
 

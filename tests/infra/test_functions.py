@@ -31,7 +31,7 @@ def _function(template: Template, prefix: str) -> tuple[str, dict[str, Any]]:
     return logical_id, template["Resources"][logical_id]["Properties"]
 
 
-@pytest.mark.parametrize("prefix", ["SignerFunction", "KeeperFunction"])
+@pytest.mark.parametrize("prefix", ["SignerFunction", "KeeperFunction", "KeyTamperingFunction"])
 def test_functions_share_the_lambda_defaults(dev: Template, prefix: str) -> None:
     _, function = _function(dev, prefix)
 
@@ -232,10 +232,13 @@ def test_no_one_else_may_invoke_the_signer(dev: Template, prod: Template) -> Non
 
 def test_keeper_async_failures_land_in_a_queue(dev: Template) -> None:
     keeper, _ = _function(dev, "KeeperFunction")
-    _, config = only(dev, "AWS::Lambda::EventInvokeConfig", lambda _lid, _props: True)
+    _, config = only(
+        dev,
+        "AWS::Lambda::EventInvokeConfig",
+        lambda _lid, props: props["FunctionName"] == {"Ref": keeper},
+    )
     queue = logical_id_starting(dev, "AWS::SQS::Queue", "KeeperFailedTicks")
 
-    assert config["FunctionName"] == {"Ref": keeper}
     assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": [queue, "Arn"]}
     queue_props = dev["Resources"][queue]["Properties"]
     assert queue_props["SqsManagedSseEnabled"] is True

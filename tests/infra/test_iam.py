@@ -276,7 +276,7 @@ def test_no_kms_wildcard_and_no_unconditioned_sensitive_action_on_star(
 def test_each_function_has_its_own_role(dev: Template) -> None:
     functions = resources(dev, "AWS::Lambda::Function").values()
     roles = {function["Properties"]["Role"]["Fn::GetAtt"][0] for function in functions}
-    # Signer, keeper and (dev has one) the API authorizer: one role each.
-    assert len(roles) == len(functions) == 3
+    # Signer, keeper, tampering inspector and (dev has one) the API authorizer: one each.
+    assert len(roles) == len(functions) == 4
     for role in roles:
         assert "ManagedPolicyArns" not in dev["Resources"][role]["Properties"]

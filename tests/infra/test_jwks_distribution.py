@@ -145,4 +145,6 @@ def test_only_the_keeper_and_the_operator_roles_read_state(dev: Template, prod: 
         assert set(deny["Action"]) == {"s3:GetObject", "s3:GetObjectVersion"}
         assert deny["Resource"] == {"Fn::Join": ["", [arn, "/state/*"]]}
         readers = deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
-        assert readers == [_keeper_role(template), *operators]
+        # The tampering inspector reads the registry to know the keyset's keys.
+        inspector = logical_id_starting(template, "AWS::IAM::Role", "KeyTamperingRole")
+        assert readers == [_keeper_role(template), *operators, {"Fn::GetAtt": [inspector, "Arn"]}]

@@ -111,7 +111,14 @@ def _summary(alarm: dict[str, Any]) -> set[tuple[str, str, str]]:
 
 
 def test_every_alarm_of_the_issue_exists(dev: Template, prod: Template) -> None:
-    expected = {*KEEPER_ALARMS, *SIGNER_ALARMS, ANOMALY, "rotation-overdue"}
+    expected = {
+        *KEEPER_ALARMS,
+        *SIGNER_ALARMS,
+        ANOMALY,
+        "rotation-overdue",
+        "inspection-failing",
+        "failure-queue-not-empty",
+    }
 
     assert set(_alarms(dev)) == expected | {AUTHORIZER_ALARM}
     assert set(_alarms(prod)) == expected | set(SERVICENOW_ALARMS) | {"no-tokens"}
@@ -244,6 +251,12 @@ def test_alarms_watch_exactly_the_catalog_metrics_and_dimension_sets(
                 if metric["Namespace"] == "AWS/Lambda":
                     assert set(dimensions) == {"FunctionName"}, anchor
                     continue
+                if metric["Namespace"] == "AWS/Events":
+                    assert set(dimensions) == {"RuleName"}, anchor
+                    continue
+                if metric["Namespace"] == "AWS/SQS":
+                    assert set(dimensions) == {"QueueName"}, anchor
+                    continue
                 assert metric["Namespace"] == "jwtkeys", anchor
                 key = (metric["MetricName"], tuple(sorted(dimensions)))
                 assert key in emitted, f"{anchor}: {key} is not in the metrics catalog"
@@ -276,8 +289,8 @@ def test_alarm_topic_is_encrypted_with_a_key_alarms_may_use(prod: Template) -> N
     }
 
 
-def test_tampering_rule_forwards_foreign_kms_activity_to_the_keeper(dev: Template) -> None:
-    keeper = logical_id_starting(dev, "AWS::Lambda::Function", "KeeperFunction")
+def test_tampering_rule_forwards_foreign_kms_activity_to_the_inspector(dev: Template) -> None:
+    inspector = logical_id_starting(dev, "AWS::Lambda::Function", "KeyTamperingFunction")
     keeper_role = {"Fn::GetAtt": [logical_id_starting(dev, "AWS::IAM::Role", "KeeperRole"), "Arn"]}
     signer_role = {"Fn::GetAtt": [logical_id_starting(dev, "AWS::IAM::Role", "SignerRole"), "Arn"]}
     _, rule = only(dev, "AWS::Events::Rule", lambda lid, _p: lid.startswith("KeyTampering"))
@@ -320,15 +333,52 @@ def test_tampering_rule_forwards_foreign_kms_activity_to_the_keeper(dev: Templat
         {"eventName": ["Sign"], "userIdentity": other_role(keeper_role, signer_role)},
         {"eventName": ["Sign"], "userIdentity": not_assumed_role},
     ]
+    # Never the keeper: other stages' signing traffic must not take the ticks' time.
     (target,) = rule["Targets"]
-    assert target["Arn"] == {"Fn::GetAtt": [keeper, "Arn"]}
-    assert "DeadLetterConfig" in target
+    assert target["Arn"] == {"Fn::GetAtt": [inspector, "Arn"]}
+    queue = logical_id_starting(dev, "AWS::SQS::Queue", "KeyTamperingFailedInspections")
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue, "Arn"]}}
     permissions = [
         p["Properties"]
         for p in resources(dev, "AWS::Lambda::Permission").values()
         if p["Properties"]["Principal"] == "events.amazonaws.com"
     ]
-    assert [p["FunctionName"] for p in permissions] == [{"Fn::GetAtt": [keeper, "Arn"]}]
+    assert [p["FunctionName"] for p in permissions] == [{"Fn::GetAtt": [inspector, "Arn"]}]
+    # An event the inspector fails to judge lands in the same queue after Lambda's retries.
+    _, invoke_config = only(
+        dev,
+        "AWS::Lambda::EventInvokeConfig",
+        lambda _lid, props: props["FunctionName"] == {"Ref": inspector},
+    )
+    assert invoke_config["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": [queue, "Arn"]
+    }
+
+
+def test_uninspected_events_and_queued_failures_are_alarmed(dev: Template) -> None:
+    inspector = logical_id_starting(dev, "AWS::Lambda::Function", "KeyTamperingFunction")
+    alarms = _alarms(dev)
+
+    failing = alarms["inspection-failing"]
+    assert _summary(failing) == {
+        ("AWS/Lambda", "Errors", "Sum"),
+        ("AWS/Lambda", "AsyncEventsDropped", "Sum"),
+        ("AWS/Events", "FailedInvocations", "Sum"),
+    }
+    for stat in _metric_stats(failing):
+        if stat["Metric"]["Namespace"] == "AWS/Lambda":
+            assert stat["Metric"]["Dimensions"] == [
+                {"Name": "FunctionName", "Value": {"Ref": inspector}}
+            ]
+    queued = alarms["failure-queue-not-empty"]
+    assert _summary(queued) == {("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum")}
+    queues = {
+        json.dumps(stat["Metric"]["Dimensions"][0]["Value"]) for stat in _metric_stats(queued)
+    }
+    assert len(queues) == 2
+    for alarm in (failing, queued):
+        assert alarm["Threshold"] == 1
+        assert alarm["ComparisonOperator"] == GTE
 
 
 def test_dashboard_shows_keys_tokens_refusals_latency_throttles_drift_servicenow(

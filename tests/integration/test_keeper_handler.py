@@ -1,4 +1,4 @@
-"""The keeper function's handler, loaded as Lambda would: EMF shapes and CloudTrail events."""
+"""The keeper function's handler, loaded as Lambda would: EMF shapes, refused events."""
 
 from __future__ import annotations
 
@@ -41,25 +41,6 @@ def keeper(
     return load_handler("keeper", {**local_aws.env(), **stack.keeper_env()}, monkeypatch)
 
 
-def _foreign_event(
-    key_arn: str, principal: str, event_name: str = "DisableKey"
-) -> dict[str, object]:
-    return {
-        "source": "aws.kms",
-        "detail-type": "AWS API Call via CloudTrail",
-        "detail": {
-            "eventName": event_name,
-            "userIdentity": {
-                "type": "AssumedRole",
-                "arn": f"{principal}/session",
-                "sessionContext": {"sessionIssuer": {"arn": principal}},
-            },
-            "requestParameters": {"keyId": key_arn},
-            "resources": [{"ARN": key_arn}],
-        },
-    }
-
-
 def test_every_keeper_metric_is_emitted_with_the_catalogs_dimensions(
     keeper: ModuleType,
     stack: LocalStack,
@@ -69,11 +50,6 @@ def test_every_keeper_metric_is_emitted_with_the_catalogs_dimensions(
     capsys.readouterr()
     summary = keeper.lambda_handler({"action": "tick"}, LambdaContext())
     assert summary["current_kid"], servicenow_on_real_time.log
-    arn = stack.kms.describe_key(KeyId="alias/jwtkeys/test/current")["KeyMetadata"]["Arn"]
-    inspected = keeper.lambda_handler(
-        _foreign_event(arn, "arn:aws:iam::123456789012:role/intruder"), LambdaContext()
-    )
-    assert inspected["foreign"] is True
     emitted = emitted_metrics(capsys.readouterr().out)
     keeper_specs = [spec for spec in catalog.ALL_METRICS if spec.service == catalog.KEEPER_SERVICE]
     missing = [
@@ -82,35 +58,12 @@ def test_every_keeper_metric_is_emitted_with_the_catalogs_dimensions(
     assert missing == []
 
 
-def test_the_keepers_own_and_the_signers_sign_calls_are_not_foreign(
-    keeper: ModuleType, stack: LocalStack, capsys: pytest.CaptureFixture[str]
-) -> None:
-    keeper.lambda_handler({"action": "tick"}, LambdaContext())
-    arn = stack.kms.describe_key(KeyId="alias/jwtkeys/test/current")["KeyMetadata"]["Arn"]
-    assert not keeper.lambda_handler(
-        _foreign_event(arn, stack.config.keeper_role_arn), LambdaContext()
-    )["foreign"]
-    signer_sign = _foreign_event(arn, stack.config.signer_role_arn, "Sign")
-    assert not keeper.lambda_handler(signer_sign, LambdaContext())["foreign"]
-    # The signer may sign, but not disable.
-    signer_disable = _foreign_event(arn, stack.config.signer_role_arn, "DisableKey")
-    assert keeper.lambda_handler(signer_disable, LambdaContext())["foreign"]
-    # The keeper never puts a key policy: even its own role doing so is foreign.
-    keeper_policy = _foreign_event(arn, stack.config.keeper_role_arn, "PutKeyPolicy")
-    assert keeper.lambda_handler(keeper_policy, LambdaContext())["foreign"]
-    # Activity on a key that is not the keyset's is not ours to count.
-    other = stack.kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"][
-        "Arn"
-    ]
-    assert not keeper.lambda_handler(
-        _foreign_event(other, "arn:aws:iam::123456789012:role/intruder"), LambdaContext()
-    )["foreign"]
-
-
 @pytest.mark.parametrize(
     "event",
     [
         {"source": "aws.s3", "detail-type": "AWS API Call via CloudTrail", "detail": {}},
+        # KMS CloudTrail events are the inspector's, never the keeper's.
+        {"source": "aws.kms", "detail-type": "AWS API Call via CloudTrail", "detail": {}},
         {"action": "tick", "force": True},
         {"action": "promote"},
         {"Records": []},

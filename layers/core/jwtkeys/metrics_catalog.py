@@ -15,6 +15,7 @@ from jwtkeys.names import METRIC_NAMESPACE
 SIGNER_SERVICE = "jwtkeys-signer"
 KEEPER_SERVICE = "jwtkeys-keeper"
 AUTHORIZER_SERVICE = "jwtkeys-authorizer"
+INSPECTOR_SERVICE = "jwtkeys-inspector"
 BASE_DIMENSIONS: tuple[str, ...] = ("keyset", "service")
 
 
@@ -36,6 +37,10 @@ def _signer(name: str, unit: str = "Count", extra: tuple[str, ...] = ()) -> Metr
 
 def _keeper(name: str, unit: str = "Count") -> MetricSpec:
     return MetricSpec(name, unit, KEEPER_SERVICE)
+
+
+def _inspector(name: str) -> MetricSpec:
+    return MetricSpec(name, "Count", INSPECTOR_SERVICE)
 
 
 def _authorizer(name: str, extra: tuple[str, ...] = ()) -> MetricSpec:
@@ -63,7 +68,6 @@ CURRENT_KEY_AGE_SECONDS = _keeper("CurrentKeyAgeSeconds", "Seconds")
 NEXT_KEY_PUBLISHED_SECONDS = _keeper("NextKeyPublishedSeconds", "Seconds")
 PUBLISHED_KEYS = _keeper("PublishedKeys")
 JWKS_DRIFT = _keeper("JwksDrift")
-FOREIGN_KEY_ACTIVITY = _keeper("ForeignKeyActivity")
 SERVICENOW_SYNC_FAILURES = _keeper("ServiceNowSyncFailures")
 SERVICENOW_DRIFT = _keeper("ServiceNowDrift")
 CANARY_EXCHANGE_FAILURES = _keeper("CanaryExchangeFailures")
@@ -71,6 +75,11 @@ SERVICENOW_RECORDS = _keeper("ServiceNowRecords")
 CERTIFICATE_EXPIRES_IN_DAYS = _keeper("CertificateExpiresInDays", "None")
 # A revocation that could not end the verifier's sessions (oauth_credential unreadable).
 SESSIONS_NOT_ENDED = _keeper("SessionsNotEnded")
+
+# The tampering inspector: every KMS CloudTrail event it looked at (a burst is counted,
+# never dropped unseen), and those that touched a keyset key from a foreign principal.
+KMS_EVENTS_INSPECTED = _inspector("KmsEventsInspected")
+FOREIGN_KEY_ACTIVITY = _inspector("ForeignKeyActivity")
 
 AUTHORIZER_ACCEPTED = _authorizer("TokensAccepted")
 # Like sign refusals: once on the base dimensions (the refusal-rate alarm), once by reason.
@@ -97,6 +106,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     NEXT_KEY_PUBLISHED_SECONDS,
     PUBLISHED_KEYS,
     JWKS_DRIFT,
+    KMS_EVENTS_INSPECTED,
     FOREIGN_KEY_ACTIVITY,
     SERVICENOW_SYNC_FAILURES,
     SERVICENOW_DRIFT,

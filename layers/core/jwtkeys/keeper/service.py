@@ -1,9 +1,9 @@
-"""The keeper function's events: lifecycle actions and forwarded CloudTrail KMS events."""
+"""The keeper function's events: lifecycle actions (CloudTrail events go to the inspector)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,6 @@ from jwtkeys.keeper.jwks_publisher import (
 )
 from jwtkeys.keeper.lifecycle import KeyLifecycle
 from jwtkeys.keeper.state_store import Lease, RegistryStore
-from jwtkeys.keeper.tampering import inspect_kms_event, is_cloudtrail_kms_event
 from jwtkeys.keeper.tick import TickReport
 from jwtkeys.keys.key_store import KeyStore
 from jwtkeys.observability import MetricsRecorder
@@ -128,11 +127,8 @@ class KeeperService:
         )
 
     def handle(self, event: object) -> dict[str, Any]:
-        """Run one event; refuse anything that is not a known action or KMS CloudTrail event."""
+        """Run one action; anything else (CloudTrail events go to the inspector) is refused."""
         try:
-            if is_cloudtrail_kms_event(event):
-                assert isinstance(event, dict)
-                return self._inspect(event)
             return self._act(event)
         finally:
             self._metrics.flush()
@@ -171,25 +167,6 @@ class KeeperService:
             add(catalog.SERVICENOW_RECORDS, report.trust.records)
             if report.trust.certificate_expires_in_days is not None:
                 add(catalog.CERTIFICATE_EXPIRES_IN_DAYS, report.trust.certificate_expires_in_days)
-
-    def _inspect(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        inspection = inspect_kms_event(
-            event,
-            (entry.arn for entry in self._registry.load().keys),
-            self.settings.keeper_role_arn,
-            self.settings.signer_role_arn,
-        )
-        if inspection.foreign:
-            self._metrics.add(catalog.FOREIGN_KEY_ACTIVITY, 1)
-            self._log.warning(
-                "foreign activity on a keyset key",
-                extra={
-                    "event": inspection.event,
-                    "principal": inspection.principal,
-                    "keys": inspection.keys,
-                },
-            )
-        return inspection.to_summary()
 
 
 def _parse_action(event: object) -> Callable[[KeyLifecycle], TickReport]:
