@@ -11,7 +11,15 @@ from jwtkeys.errors import ConfigurationError, JwtKeysError
 
 # Each module defines `register(subparsers)`, which adds its parser and sets `run`,
 # a function (argparse.Namespace) -> exit code.
-COMMAND_MODULES: tuple[str, ...] = ("verify", "sign", "demo", "status", "actions", "local")
+COMMAND_MODULES: tuple[str, ...] = (
+    "verify",
+    "sign",
+    "demo",
+    "status",
+    "actions",
+    "local",
+    "doctor",
+)
 DESCRIPTION = (
     "jwtkeys signs JWTs with AWS KMS keys it rotates, publishes their JWKS and keeps"
     " ServiceNow's trust in step."

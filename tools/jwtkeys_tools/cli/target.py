@@ -126,6 +126,7 @@ class OperatorTarget:
         self, keeper_env: dict[str, str], invoke_function: str | None, show_metrics: bool = False
     ) -> None:
         self._keeper_env = keeper_env
+        self.keeper_env = keeper_env  # the keeper's own settings, as its environment
         self._function = invoke_function
         self._show_metrics = show_metrics
         self._service: KeeperService | None = None

@@ -80,7 +80,18 @@ SCHEMA_FIELDS: dict[str, tuple[str, ...]] = {
         DESCRIPTION_FIELD,
     ),
     VERIFIER_TABLE: ("name", "kid", "sys_certificate", "oauth_jwt", "active"),
-    APP_TABLE: ("name", "client_id", "active", JWKS_URL_FIELD, JWKS_CACHE_FIELD),
+    APP_TABLE: (
+        "name",
+        "client_id",
+        "active",
+        JWKS_URL_FIELD,
+        JWKS_CACHE_FIELD,
+        # Read by `doctor` only.
+        "clock_skew",
+        "user_field",
+        "enable_jti_verification",
+        "access_token_lifespan",
+    ),
     CREDENTIAL_TABLE: ("peer", "type"),
 }
 CHOICE_FIELDS = ((CERTIFICATE_TABLE, "format"), (CERTIFICATE_TABLE, "type"))

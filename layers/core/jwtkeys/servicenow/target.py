@@ -41,8 +41,9 @@ from jwtkeys.servicenow.certificates import (
     read_certificate,
     spki,
 )
+from jwtkeys.servicenow.doctor import Check, Doctor, DoctorReport
 from jwtkeys.servicenow.keyset_rule import check_servicenow_keyset
-from jwtkeys.servicenow.secrets import SecretSource
+from jwtkeys.servicenow.secrets import ClientCredentials, SecretSource
 from jwtkeys.servicenow.sync import (
     APP_FIELDS,
     APP_TABLE,
@@ -253,6 +254,27 @@ class ServiceNowTrustTarget:
         )
         self.sessions_visible = any(row.get("peer") == app_id for row in rows)
         return self.sessions_visible
+
+    def doctor(self, now: float, current_key: ManagedKey | None = None) -> DoctorReport:
+        """The preflight checks (`jwtkeys doctor`); the canary runs with `current_key`."""
+        try:
+            uses_client_credentials = isinstance(self._secrets.get().credentials, ClientCredentials)
+        except JwtKeysError as error:
+            return DoctorReport((Check("secret", "FAIL", str(error), "fix the ServiceNow secret"),))
+        canary_subject = self.settings.canary_subject
+        canary = None
+        if canary_subject:
+
+            def canary(key: ManagedKey) -> None:
+                self._canary(key, now, canary_subject)
+
+        return Doctor(
+            self.sync,
+            uses_client_credentials=uses_client_credentials,
+            canary=canary,
+            current_key=current_key,
+            now=now,
+        ).run()
 
     def trusted_kids(self) -> set[str]:
         """The kids ServiceNow holds an owned verifier map for (for audits and tests)."""

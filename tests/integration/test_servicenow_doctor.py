@@ -1,0 +1,102 @@
+"""`jwtkeys doctor` against the emulator: every profile, the probe always removed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jwtkeys_tools.cli import main
+from jwtkeys_tools.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.stack import LocalStack
+from tests.servicenow_fixtures import ALL_PROFILES, CLIENT_ID
+from tests.servicenow_sync_fixtures import (
+    SECRET_NAME,
+    Instance,
+    make_key,
+    make_trust,
+    put_secret,
+    secret_value,
+)
+
+
+def _no_probe_left(instance: Instance) -> bool:
+    return not any(
+        "doctor-" in row["name"]
+        for table in ("sys_certificate", "jwt_verifier_map")
+        for row in instance.emulator.rows(table)
+    )
+
+
+@pytest.mark.parametrize("servicenow_profile", ALL_PROFILES)
+def test_doctor_checks_every_profile_and_removes_its_probe(
+    sn_stack: LocalStack, instance: Instance, servicenow_profile: str
+) -> None:
+    trust = make_trust(sn_stack)
+    now = sn_stack.clock.now()
+    key = make_key(sn_stack)
+    if servicenow_profile != "pessimistic":
+        trust.reconcile([key], now)
+    report = trust.doctor(now, key)
+    by_name = {check.name: check for check in report.checks}
+    assert by_name["reach"].status == "PASS"
+    if servicenow_profile == "pessimistic":
+        # Name fields of 40 characters: the dictionary check fails and says what to do.
+        assert not report.ok
+        assert by_name["dictionary"].status == "FAIL"
+        assert "holds 40 characters" in by_name["dictionary"].detail
+        assert "widen" in by_name["dictionary"].fix
+        return
+    assert report.ok, [check.line() for check in report.checks]
+    assert by_name["read/create/update/delete"].status == "PASS"
+    assert by_name["canary"].status == "PASS"
+    skew_zero = servicenow_profile == "zurich-machine-identity"
+    assert by_name["application"].status == ("WARN" if skew_zero else "PASS")
+    assert _no_probe_left(instance)
+
+
+def test_doctor_fails_without_write_access_and_still_removes_nothing_it_did_not_make(
+    sn_stack: LocalStack, instance: Instance
+) -> None:
+    # An integration user that can read the OAuth tables but not write certificates.
+    instance.emulator.add_user("reader", roles=["oauth_admin"], password="pw")
+    put_secret(
+        sn_stack.aws,
+        json.dumps({"type": "basic", "username": "reader", "password": "pw"}),
+    )
+    report = make_trust(sn_stack).doctor(sn_stack.clock.now())
+    crud = next(c for c in report.checks if c.name == "read/create/update/delete")
+    assert crud.status == "FAIL"
+    assert "create sys_certificate failed" in crud.detail
+    assert "ACL" in crud.fix
+    assert not report.ok
+    assert _no_probe_left(instance)
+
+
+def test_doctor_command_on_a_bare_instance(
+    local_aws_env: LocalAws, instance: Instance, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put_secret(local_aws_env, secret_value())
+    base = [
+        "doctor",
+        "--instance",
+        instance.emulator.url,
+        "--secret-id",
+        SECRET_NAME,
+        "--client-id",
+        CLIENT_ID,
+        "--keyset",
+        "test",
+        "--ca-bundle",
+        instance.emulator.ca_bundle,
+    ]
+    assert main([*base, "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["ok"] is True
+    statuses = {check["name"]: check["status"] for check in document["checks"]}
+    assert statuses["read/create/update/delete"] == "PASS"
+    assert statuses["canary"] == "WARN"  # a bare instance has no key to try
+    assert main(base) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert all(line.split(" ", 1)[0] in {"PASS", "WARN", "FAIL"} for line in lines)
+    assert _no_probe_left(instance)
