@@ -4,9 +4,14 @@ The root conftest lists this module in `pytest_plugins`, so every test can use t
 
 Fixtures:
 - `local_aws_server` (session): one running `LocalAws` for the whole session. State
-  persists between tests that use it directly.
+  persists between tests that use it directly. Every deployment built on it is IAM
+  simulated (`tests.iam_simulation`); requests left unchecked by `local_aws` are
+  checked when the session ends.
+- `iam_session` (session): the IAM simulation (simulator process, synthesized policies).
 - `local_aws` (function): that endpoint with every moto resource wiped, the call log
-  emptied and no fault rules; fault rules are cleared again after the test.
+  emptied and no fault rules; fault rules are cleared again after the test, and every
+  request a function role made during the test must be allowed by the deployed
+  policies.
 - `local_aws_env` (function): `local_aws`, with its `env()` (AWS_ENDPOINT_URL, test
   credentials, region) set in `os.environ` for the test, for code that builds its
   own boto3 clients.
@@ -23,6 +28,7 @@ import pytest
 from botocore.config import Config
 
 from jwtkeys_tools.local.aws_endpoint import LocalAws
+from tests.iam_simulation import IamSession
 
 
 def no_retries() -> Config:
@@ -31,20 +37,34 @@ def no_retries() -> Config:
 
 
 @pytest.fixture(scope="session")
-def local_aws_server() -> Iterator[LocalAws]:
-    """One local AWS endpoint for the whole test session."""
+def iam_session() -> Iterator[IamSession]:
+    """The session's IAM simulator and the synthesized policies of its deployments."""
+    session = IamSession()
+    yield session
+    session.close()
+
+
+@pytest.fixture(scope="session")
+def local_aws_server(iam_session: IamSession) -> Iterator[LocalAws]:
+    """One local AWS endpoint for the whole test session, its deployments IAM simulated."""
     with LocalAws() as aws:
+        aws.deployment_hooks.append(iam_session.on_deployment)
         yield aws
+        denials = iam_session.check(aws)
+        assert not denials, "the deployed policies deny:\n" + "\n".join(denials)
 
 
 @pytest.fixture
-def local_aws(local_aws_server: LocalAws) -> Iterator[LocalAws]:
+def local_aws(local_aws_server: LocalAws, iam_session: IamSession) -> Iterator[LocalAws]:
     """The session's endpoint, empty: no resources, no calls logged, no faults."""
     local_aws_server.clear_faults()
     local_aws_server.reset()
     local_aws_server.reset_calls()
+    local_aws_server.reset_iam_requests()
     yield local_aws_server
     local_aws_server.clear_faults()
+    denials = iam_session.check(local_aws_server)
+    assert not denials, "the deployed policies deny:\n" + "\n".join(denials)
 
 
 @pytest.fixture

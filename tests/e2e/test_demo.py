@@ -12,6 +12,7 @@ import pytest
 from jwtkeys_tools.cli import main
 from jwtkeys_tools.local.demo import DEMO_POLICY
 from jwtkeys_tools.local.invariants import check_artifacts
+from tests.iam_simulation import IamSession
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +100,20 @@ def test_the_timeline_shows_every_token_key_with_its_milestones(demo_out: Path) 
     assert any(i.startswith("marker-retired-") for i in ids)
     assert any(i.startswith("marker-deletion_scheduled-") for i in ids)
     assert any(i.startswith("marker-trusted-") for i in ids)
+
+
+def test_every_aws_request_of_the_demo_is_allowed_by_the_deployed_policies(
+    demo_out: Path, iam_session: IamSession
+) -> None:
+    deployments = json.loads((demo_out / "deployments.json").read_text())
+    requests = [
+        json.loads(line) for line in (demo_out / "iam-requests.jsonl").read_text().splitlines()
+    ]
+    assert {d["label"] for d in deployments} == {r["label"] for r in requests}
+    for deployment in deployments:
+        iam_session.learn(deployment)
+    roles = {r["role_arn"].rsplit("/", 1)[-1] for r in requests}
+    assert {"jwtkeys-demo-signer", "jwtkeys-demo-keeper"} <= roles
+    actions = {r["action"] for r in requests}
+    assert {"kms:CreateKey", "kms:TagResource", "kms:Sign", "s3:PutObject"} <= actions
+    assert iam_session.denials(requests) == []

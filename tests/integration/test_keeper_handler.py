@@ -38,7 +38,9 @@ def keeper(
         servicenow_on_real_time, local_aws.client("secretsmanager"), stack.config.keyset
     )
     stack.config.issuer = "jwtkeys-demo-client"
-    return load_handler("keeper", {**local_aws.env(), **stack.keeper_env()}, monkeypatch)
+    environ = {**local_aws.env(), **stack.keeper_env()}
+    environ |= stack.role_environ(stack.config.keeper_role_arn)
+    return load_handler("keeper", environ, monkeypatch)
 
 
 def test_every_keeper_metric_is_emitted_with_the_catalogs_dimensions(

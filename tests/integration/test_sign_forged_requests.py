@@ -46,7 +46,9 @@ def signer(stack: LocalStack, local_aws: LocalAws, monkeypatch: pytest.MonkeyPat
         ADMIN: {"subjects": ["svc-admin"], "audiences": ["client-test"]},
     }
     stack.keeper_service().handle({"action": "tick"})
-    return load_handler("sign", {**local_aws.env(), **stack.signer_env()}, monkeypatch)
+    environ = {**local_aws.env(), **stack.signer_env()}
+    environ |= stack.role_environ(stack.config.signer_role_arn)
+    return load_handler("sign", environ, monkeypatch)
 
 
 def url_event(body: object = GOOD, caller: object = PAYMENTS_SESSION, **top: Any) -> dict[str, Any]:

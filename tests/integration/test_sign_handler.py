@@ -35,7 +35,9 @@ def signer(stack: LocalStack, local_aws: LocalAws, monkeypatch: pytest.MonkeyPat
     stack.config.caller_rules = {CALLER: {"subjects": ["svc-orders"], "audiences": ["client-test"]}}
     stack.config.direct_invoke_claims = {"role": ["reader", "writer"]}
     stack.keeper_service().handle({"action": "tick"})
-    return load_handler("sign", {**local_aws.env(), **stack.signer_env()}, monkeypatch)
+    environ = {**local_aws.env(), **stack.signer_env()}
+    environ |= stack.role_environ(stack.config.signer_role_arn)
+    return load_handler("sign", environ, monkeypatch)
 
 
 def _jwks(stack: LocalStack) -> jose_jwk.JWKSet:

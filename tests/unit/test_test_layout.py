@@ -19,6 +19,7 @@ SERVER_FIXTURES = {
     "local_aws",
     "local_aws_server",
     "local_aws_env",
+    "iam_session",
     "servicenow",
     "servicenow_server",
     "stack",

@@ -4,13 +4,17 @@
 then gives callers what they need to point unchanged code at it: `endpoint_url` (every
 service; export it as `AWS_ENDPOINT_URL` via `env()`), `s3_public_url` (S3 only, for
 anonymous plain-HTTP fetches of published documents), and a control API to count
-calls, inject faults and wipe state. boto3 and botocore are never patched: the KMS
-fidelity fixes live in the server process (see `aws_server.kms_fixes`).
+calls, inject faults and wipe state. Each function role gets its own access key
+(`register_role`), so the endpoint knows which role made a request and records what
+IAM would evaluate for it (`iam_requests`; see `aws_server.identity`). boto3 and
+botocore are never patched: the KMS fidelity fixes live in the server process (see
+`aws_server.kms_fixes`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import selectors
@@ -20,6 +24,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -55,6 +60,9 @@ class LocalAws:
         self._log: IO[bytes] | None = None
         self._endpoint_url: str | None = None
         self._s3_public_url: str | None = None
+        # Called with each LocalStack built on this endpoint (tests hook the IAM
+        # simulation in here); the argument is the deployment.
+        self.deployment_hooks: list[Callable[[Any], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -193,6 +201,38 @@ class LocalAws:
         }
         options.update(kw)
         return boto3.client(service, **options)  # type: ignore[call-overload]
+
+    def register_role(
+        self, role_arn: str, *, label: str = "", list_bucket: Mapping[str, bool] | None = None
+    ) -> dict[str, str]:
+        """Credentials that the endpoint attributes to `role_arn` (boto3 client keywords).
+
+        `label` tells apart deployments that share a role name; `list_bucket` is what an
+        IAM simulation decided about s3:ListBucket (no prefix) per bucket, which decides
+        whether a missing object answers 404 or 403. Registering again replaces it.
+        """
+        digest = hashlib.sha256(f"{role_arn}\n{label}".encode()).hexdigest()[:16].upper()
+        access_key_id = f"AKIALOCAL{digest}"
+        self._control(
+            "POST",
+            "principals",
+            {
+                "access_key_id": access_key_id,
+                "role_arn": role_arn,
+                "label": label,
+                "list_bucket": dict(list_bucket or {}),
+            },
+        )
+        return {"aws_access_key_id": access_key_id, "aws_secret_access_key": _TEST_CREDENTIAL}
+
+    def iam_requests(self) -> list[dict[str, Any]]:
+        """What IAM would evaluate for each request of a registered role, in order."""
+        requests: list[dict[str, Any]] = self._control("GET", "iam-requests")["requests"]
+        return requests
+
+    def reset_iam_requests(self) -> None:
+        """Forget the IAM requests recorded so far."""
+        self._control("DELETE", "iam-requests")
 
     # ------------------------------------------------------------------ control
 

@@ -322,11 +322,14 @@ def run_demo(out: Path | None, profile: InstanceProfile | None = None) -> int:
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
         log_path = (out / "functions.log") if out is not None else Path(os.devnull)
+        deployments: list[LocalStack] = []
+        aws.deployment_hooks.append(deployments.append)
         with log_path.open("w") as function_output:
             demo = Demo(aws, emulator, clock, function_output)
             _narrative(demo)
         if out is not None:
             _write_artifacts(demo, out)
+            _write_iam_requests(aws, deployments, out)
             print(f"artifacts in {out}/ (the functions' logs and metrics in functions.log)")
     failed = [step for step in demo.steps if not step.ok]
     print(f"\n{len(demo.steps) - len(failed)} passed, {len(failed)} failed")
@@ -683,6 +686,21 @@ STEPS: list[tuple[str, DemoStep]] = [
     ("tour: every other algorithm signs through KMS and verifies from its JWKS", tour_algorithms),
     ("read back: the artifacts satisfy I1 and I2", read_back),
 ]
+
+
+def _write_iam_requests(aws: LocalAws, deployments: list[LocalStack], out: Path) -> None:
+    """What each function role asked of AWS, as IAM would evaluate it, and the deployments.
+
+    `iam-requests.jsonl`: one request per line (role, action, resource ARN, request
+    context, the key policy in force); `deployments.json`: each deployment's cdk.json
+    stage and local names, so the requests can be checked against the synthesized
+    policies (the end-to-end tests do).
+    """
+    with (out / "iam-requests.jsonl").open("w") as lines:
+        for request in aws.iam_requests():
+            lines.write(json.dumps(request, sort_keys=True) + "\n")
+    described = {stack.label: stack.deployment() for stack in deployments}
+    (out / "deployments.json").write_text(json.dumps(list(described.values()), indent=2))
 
 
 def _write_artifacts(demo: Demo, out: Path) -> None:

@@ -1,13 +1,19 @@
 """A local deployment of one keyset, wired like the CDK stack but against LocalAws.
 
 The signing and keeper services are built from the same environment variables the
-deployed functions read, so what runs here is what runs on Lambda.
+deployed functions read, so what runs here is what runs on Lambda. Each service calls
+AWS with its own role's credentials (registered with the endpoint), so the endpoint
+knows which role made each request; the stack's own `kms`/`s3` clients are the
+operator's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +28,7 @@ from jwtkeys.settings import KeeperSettings, ServiceNowSettings, SignerSettings
 from jwtkeys.signer.policy import DirectInvoke, SigningPolicy
 from jwtkeys.signer.rules import Allowlist, parse_caller_rules, parse_claim_rules
 from jwtkeys.signer.service import SignService
+from jwtkeys.trust.target import TrustTarget
 from jwtkeys_tools.local.aws_endpoint import LocalAws
 
 LOCAL_ACCOUNT = "123456789012"
@@ -49,6 +56,49 @@ class LocalKeysetConfig:
         return f"jwtkeys-{self.keyset}-jwks"
 
     @property
+    def secret_arn(self) -> str | None:
+        """The ServiceNow secret the keeper reads, if the keyset has ServiceNow."""
+        settings = ServiceNowSettings.from_environ(self.servicenow_env)
+        return settings.secret_id if settings is not None else None
+
+    @property
+    def secret_name(self) -> str | None:
+        """The ServiceNow secret's name (the keeper may be given its name or its ARN)."""
+        secret_id = self.secret_arn
+        if secret_id is None or not secret_id.startswith("arn:"):
+            return secret_id
+        # arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 random characters>
+        return secret_id.split(":secret:", 1)[1].rsplit("-", 1)[0]
+
+    def cdk_stage(self) -> dict[str, Any]:
+        """This keyset as a stage of cdk.json's `jwtkeys.stacks` (same account layout)."""
+        servicenow: dict[str, Any] | None = None
+        settings = ServiceNowSettings.from_environ(self.servicenow_env)
+        if settings is not None:
+            servicenow = {
+                "instance": settings.instance_url,
+                # The local secret is created by the operator (jwtkeys local, the tests).
+                "secret": self.secret_name,
+                "client_id": settings.client_id,
+                "canary_subject": settings.canary_subject,
+            }
+            if settings.jwks_url:
+                servicenow["trust"] = "jwks_url"
+        return {
+            "keyset": self.keyset,
+            "issuer": self.issuer,
+            "policy": self.policy.to_mapping(),
+            "default_ttl": self.default_ttl,
+            "allowed_audiences": list(self.allowed_audiences),
+            "allowed_subjects": list(self.allowed_subjects),
+            "function_url_callers": {},
+            "servicenow": servicenow,
+            "alarm_emails": [],
+            "custom_domain": None,
+            "authorizer": None,
+        }
+
+    @property
     def signer_role_arn(self) -> str:
         return f"arn:aws:iam::{LOCAL_ACCOUNT}:role/jwtkeys-{self.keyset}-signer"
 
@@ -66,6 +116,47 @@ class LocalStack:
         self.clock = clock
         self.kms = aws.client("kms")
         self.s3 = aws.client("s3")
+        # Tells this deployment's roles apart from another one's of the same keyset.
+        self.label = hashlib.sha256(repr(config).encode()).hexdigest()[:12]
+        self.register_roles()
+        for hook in aws.deployment_hooks:
+            hook(self)
+
+    def register_roles(self, list_bucket: Mapping[str, Mapping[str, bool]] | None = None) -> None:
+        """Give the signer and keeper roles their own credentials at the endpoint.
+
+        `list_bucket`: role ARN -> bucket -> may it s3:ListBucket without a prefix, as an
+        IAM simulation decided (S3 then answers a missing object with 404, else 403).
+        """
+        decisions = list_bucket or {}
+        self._credentials = {
+            role: self.aws.register_role(role, label=self.label, list_bucket=decisions.get(role))
+            for role in (self.config.signer_role_arn, self.config.keeper_role_arn)
+        }
+
+    def deployment(self) -> dict[str, Any]:
+        """What an IAM simulation needs: the cdk.json stage and the names used locally."""
+        config = self.config
+        return {
+            "label": self.label,
+            "stage": config.cdk_stage(),
+            "bucket": config.bucket,
+            "signer_role_arn": config.signer_role_arn,
+            "keeper_role_arn": config.keeper_role_arn,
+            "secret_name": config.secret_name,
+        }
+
+    def role_environ(self, role_arn: str) -> dict[str, str]:
+        """The credential variables Lambda sets for a function running as `role_arn`."""
+        credentials = self._credentials[role_arn]
+        return {
+            "AWS_ACCESS_KEY_ID": credentials["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": credentials["aws_secret_access_key"],
+        }
+
+    def role_client(self, service: str, role_arn: str, **options: Any) -> Any:
+        """A boto3 client that calls as `role_arn` (one of this deployment's roles)."""
+        return self.aws.client(service, **{**self._credentials[role_arn], **options})
 
     @property
     def public_base_url(self) -> str:
@@ -151,7 +242,7 @@ class LocalStack:
         **kms_options: Any,
     ) -> SignService:
         """The signing function's service over the local endpoint."""
-        kms = self.aws.client("kms", **kms_options) if kms_options else self.kms
+        kms = self.role_client("kms", self.config.signer_role_arn, **kms_options)
         return SignService.create(
             self.signer_env(), kms, self.clock, logger=logger, metrics=metrics
         )
@@ -165,16 +256,39 @@ class LocalStack:
     ) -> KeeperService:
         """The keeper function's service over the local endpoint."""
         settings = KeeperSettings.from_environ(self.keeper_env())
+        keeper = self.config.keeper_role_arn
         clients = KeeperClients(
-            kms=self.aws.client("kms", **client_options),
-            s3=self.aws.client("s3", **client_options),
-            sts=self.aws.client("sts", **client_options),
+            kms=self.role_client("kms", keeper, **client_options),
+            s3=self.role_client("s3", keeper, **client_options),
+            sts=self.role_client("sts", keeper, **client_options),
         )
+
+        def as_keeper(settings: KeeperSettings, clock: Clock) -> TrustTarget:
+            # The trust target builds its own clients from the environment, as on Lambda,
+            # where the environment holds the function role's credentials: so here too.
+            with _environ_updated(self.role_environ(keeper)):
+                return trust_factory(settings, clock)
+
         return KeeperService.create(
             settings,
             clients,
             self.clock,
-            trust_factory=trust_factory,
+            trust_factory=as_keeper,
             metrics=metrics,
             logger=logger,
         )
+
+
+@contextmanager
+def _environ_updated(values: Mapping[str, str]) -> Iterator[None]:
+    """os.environ with `values` set, then restored."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -14,6 +15,15 @@ from jwtkeys_tools.local.aws_server.faults import (
     fault_response,
     parse_rule,
 )
+from jwtkeys_tools.local.aws_server.identity import (
+    IamRequest,
+    Principal,
+    caller,
+    created_key_tagging,
+    describe,
+    json_body,
+    missing_object_denied,
+)
 from jwtkeys_tools.local.aws_server.naming import RequestName, RequestNamer
 
 StartResponse = Callable[..., Any]
@@ -21,12 +31,23 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class ControlState:
-    """What both ports share: the call log and the fault rules (guarded by one lock)."""
+    """What both ports share: the call log, the fault rules, the registered roles and
+    the IAM view of their requests (guarded by one lock)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.calls: list[tuple[str, str]] = []
         self.faults: list[FaultRule] = []
+        self.principals: dict[str, Principal] = {}  # access key id -> role
+        self.iam_requests: list[dict[str, Any]] = []
+
+    def principal(self, access_key_id: str | None) -> Principal | None:
+        with self.lock:
+            return self.principals.get(access_key_id or "")
+
+    def record_iam(self, requests: list[IamRequest]) -> None:
+        with self.lock:
+            self.iam_requests.extend(request.to_json() for request in requests)
 
     def record(self, name: RequestName) -> str | None:
         """Log the call; the fault kind to apply to it, if any rule fires."""
@@ -66,7 +87,11 @@ class Middleware:
         name = self._namer.name(environ, self._default_service)
         kind = self._state.record(name)
         if kind is None:
-            return self._app(environ, start_response)
+            access_key_id, region = caller(environ)
+            principal = self._state.principal(access_key_id)
+            if principal is None:  # the tests' own setup and operator calls
+                return self._app(environ, start_response)
+            return self._as_role(principal, name, region, environ, start_response)
         if kind == "connection":
             drop_connection(environ)
         status, headers, body = fault_response(
@@ -77,6 +102,34 @@ class Middleware:
         )
         headers.append(("Content-Length", str(len(body))))
         start_response(status, headers)
+        return [body]
+
+    def _as_role(
+        self,
+        principal: Principal,
+        name: RequestName,
+        region: str,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        """Serve a function role's request, recording what IAM would evaluate."""
+        params: dict[str, Any] | None = None
+
+        def read_params() -> dict[str, Any]:
+            nonlocal params
+            if params is None:
+                params = json_body(environ) if name.protocol == "json" else {}
+            return params
+
+        self._state.record_iam(describe(principal, name, environ, region, read_params))
+        if missing_object_denied(principal, name, environ):
+            return _access_denied(environ, start_response)
+        if (name.service, name.operation) != ("kms", "CreateKey"):
+            return self._app(environ, start_response)
+        body = b"".join(self._app(environ, start_response))
+        tagging = created_key_tagging(principal, region, read_params(), body)
+        if tagging is not None:
+            self._state.record_iam([tagging])
         return [body]
 
     def _control(
@@ -100,6 +153,16 @@ class Middleware:
             elif command == "faults" and method == "DELETE":
                 with state.lock:
                     state.faults.clear()
+            elif command == "principals" and method == "POST":
+                access_key_id, principal = _parse_principal(_read_json(environ))
+                with state.lock:
+                    state.principals[access_key_id] = principal
+            elif command == "iam-requests" and method == "GET":
+                with state.lock:
+                    payload = {"requests": list(state.iam_requests)}
+            elif command == "iam-requests" and method == "DELETE":
+                with state.lock:
+                    state.iam_requests.clear()
             elif command == "reset" and method == "POST":
                 _reset_moto()
             else:
@@ -120,3 +183,43 @@ def _read_json(environ: dict[str, Any]) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ValueError(f"control body is not JSON: {exc}") from exc
+
+
+def _parse_principal(spec: Any) -> tuple[str, Principal]:
+    if not isinstance(spec, dict):
+        raise ValueError("a principal is a JSON object")
+    access_key_id, role_arn = spec.get("access_key_id"), spec.get("role_arn")
+    if not isinstance(access_key_id, str) or not access_key_id:
+        raise ValueError(f"access_key_id must be a non-empty string, not {access_key_id!r}")
+    if not isinstance(role_arn, str) or not role_arn.startswith("arn:") or ":role/" not in role_arn:
+        raise ValueError(f"role_arn must be an IAM role ARN, not {role_arn!r}")
+    list_bucket = spec.get("list_bucket") or {}
+    if not isinstance(list_bucket, dict) or not all(
+        isinstance(k, str) and isinstance(v, bool) for k, v in list_bucket.items()
+    ):
+        raise ValueError("list_bucket must map bucket names to true or false")
+    label = spec.get("label", "")
+    if not isinstance(label, str):
+        raise ValueError(f"label must be a string, not {label!r}")
+    return access_key_id, Principal(role_arn, label, dict(list_bucket))
+
+
+def _access_denied(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """S3's answer to a missing object for a caller without s3:ListBucket."""
+    request_id = str(uuid.uuid4())
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        "<Error><Code>AccessDenied</Code><Message>Access Denied</Message>"
+        f"<RequestId>{request_id}</RequestId><HostId>{request_id}</HostId></Error>"
+    ).encode()
+    if environ.get("REQUEST_METHOD") == "HEAD":
+        body = b""
+    start_response(
+        "403 Forbidden",
+        [
+            ("Content-Type", "application/xml"),
+            ("x-amz-request-id", request_id),
+            ("Content-Length", str(len(body))),
+        ],
+    )
+    return [body]
