@@ -239,8 +239,11 @@ def test_a_rotation_and_a_revocation_on_every_instance_profile(
         assert "holds 40 characters" in first.get("trust_error", ""), first
         assert first["promoted"] == []
         assert emulator.rows("sys_certificate") == []
+        # The container's first action ran the doctor's checks: the dictionary failed.
+        assert deployment.metric("ServiceNowPreflightFailures") == [1.0]
         return
     assert "trust_error" not in first, first
+    assert deployment.metric("ServiceNowPreflightFailures") == [0.0]
     assert exchange(emulator, deployment.sign().token).status_code == 200
     currents = [first["current_kid"]]
     for _ in range((FAST_POLICY.rotation_period + FAST_POLICY.prepublish_window) // STEP + 2):

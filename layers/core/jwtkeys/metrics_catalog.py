@@ -75,6 +75,8 @@ SERVICENOW_RECORDS = _keeper("ServiceNowRecords")
 CERTIFICATE_EXPIRES_IN_DAYS = _keeper("CertificateExpiresInDays", "None")
 # A revocation that could not end the verifier's sessions (oauth_credential unreadable).
 SESSIONS_NOT_ENDED = _keeper("SessionsNotEnded")
+# Checks of `jwtkeys doctor` that failed at a keeper container's first action.
+SERVICENOW_PREFLIGHT_FAILURES = _keeper("ServiceNowPreflightFailures")
 
 # The tampering inspector: every KMS CloudTrail event it looked at (a burst is counted,
 # never dropped unseen), and those that touched a keyset key from a foreign principal.
@@ -114,6 +116,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     SERVICENOW_RECORDS,
     CERTIFICATE_EXPIRES_IN_DAYS,
     SESSIONS_NOT_ENDED,
+    SERVICENOW_PREFLIGHT_FAILURES,
     AUTHORIZER_ACCEPTED,
     AUTHORIZER_REFUSED,
     AUTHORIZER_REFUSED_BY_REASON,

@@ -83,6 +83,16 @@ class KeyLifecycle:
         self._adoption = NonceAdoption(key_store, registry_store)
         self._audit = Audit(publisher, policy, clock)
 
+    @property
+    def trust(self) -> TrustTarget:
+        """The verifier kept in step (the keeper service runs its preflight)."""
+        return self._trust
+
+    @property
+    def clock(self) -> Clock:
+        """The injected clock."""
+        return self._clock
+
     # Public actions -----------------------------------------------------------------
 
     def tick(self) -> TickReport:

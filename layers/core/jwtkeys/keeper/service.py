@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from jwtkeys import metrics_catalog as catalog
 from jwtkeys.clock import Clock
-from jwtkeys.errors import InvalidRequest
+from jwtkeys.errors import InvalidRequest, JwtKeysError
 from jwtkeys.keeper.jwks_publisher import (
     CdnInvalidator,
     CloudFrontInvalidator,
@@ -22,7 +22,7 @@ from jwtkeys.keeper.tick import TickReport
 from jwtkeys.keys.key_store import KeyStore
 from jwtkeys.observability import MetricsRecorder
 from jwtkeys.settings import KeeperSettings
-from jwtkeys.trust.target import NoTrustTarget, TrustTarget
+from jwtkeys.trust.target import NoTrustTarget, Preflight, TrustTarget
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudfront import CloudFrontClient
@@ -67,6 +67,8 @@ class KeeperService:
         self._registry = registry
         self._metrics = metrics
         self._log = logger
+        # The verifier's preflight runs once per container, at its first action.
+        self._preflight_pending = True
 
     @classmethod
     def create(
@@ -136,6 +138,7 @@ class KeeperService:
     def _act(self, event: object) -> dict[str, Any]:
         action = _parse_action(event)
         self._metrics.add(catalog.KEEPER_TICKS, 1)
+        self._preflight()
         try:
             report = action(self.keeper)
         except Exception:
@@ -143,6 +146,22 @@ class KeeperService:
             raise
         self._record(report)
         return report.to_summary()
+
+    def _preflight(self) -> None:
+        """`jwtkeys doctor`'s checks at a container's first action: a metric, never a
+        failed tick (the action itself reports what breaks it)."""
+        if not self._preflight_pending:
+            return
+        self._preflight_pending = False
+        trust = self.keeper.trust
+        if not isinstance(trust, Preflight):
+            return
+        try:
+            failures = trust.preflight(self.keeper.clock.now())
+        except JwtKeysError as error:
+            self._log.warning("verifier preflight could not run", extra={"error": str(error)})
+            failures = 1
+        self._metrics.add(catalog.SERVICENOW_PREFLIGHT_FAILURES, failures)
 
     def _record(self, report: TickReport) -> None:
         add = self._metrics.add

@@ -276,6 +276,15 @@ class ServiceNowTrustTarget:
             now=now,
         ).run()
 
+    def preflight(self, now: float) -> int:
+        """The doctor's checks (no canary: promotion runs its own); logs every line that
+        is not PASS; returns how many failed."""
+        report = self.doctor(now)
+        for check in report.checks:
+            if check.status != "PASS":
+                LOGGER.warning("servicenow preflight: %s", check.line())
+        return report.failures
+
     def trusted_kids(self) -> set[str]:
         """The kids ServiceNow holds an owned verifier map for (for audits and tests)."""
         return self.sync.trusted_kids()

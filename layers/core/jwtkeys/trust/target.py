@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from jwtkeys.keys.key_state import ManagedKey
 
@@ -23,6 +23,15 @@ class TrustReport:
     @property
     def drift(self) -> int:
         return self.repaired
+
+
+@runtime_checkable
+class Preflight(Protocol):
+    """A trust target that checks its verifier's set-up (`jwtkeys doctor`'s checks)."""
+
+    def preflight(self, now: float) -> int:
+        """Run the checks, log what is not right; returns how many failed."""
+        ...
 
 
 class TrustTarget(Protocol):
