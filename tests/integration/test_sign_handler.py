@@ -5,7 +5,11 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -27,6 +31,7 @@ from jwtkeys_tools.local.stack import LocalStack
 from ..lambda_fixtures import LambdaContext, emitted_metrics, load_handler
 
 CALLER = "arn:aws:iam::123456789012:role/orders"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -462,3 +467,23 @@ def test_raising_the_log_level_keeps_every_metric(
         json.dumps({k: v for k, v in json.loads(x).items() if k != "level"}) for x in lines
     ]
     assert not any(_kept_by_lambda_filter(line, function_level) for line in unlevelled)
+
+
+def test_a_cold_start_imports_neither_boto3_nor_s3transfer(
+    stack: LocalStack, local_aws: LocalAws
+) -> None:
+    # botocore alone makes the KMS client: boto3 would import s3transfer and
+    # multiprocessing at every cold start, and a token needs neither.
+    handler = PROJECT_ROOT / "functions" / "sign" / "handler.py"
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('handler', {str(handler)!r})\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+        "print(sorted(m for m in ('boto3', 's3transfer', 'multiprocessing') if m in sys.modules))"
+    )
+    env = {**os.environ, **local_aws.env(), **stack.signer_env()}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -11,6 +11,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,7 @@ from jwtkeys.observability import MetricsRecorder
 from jwtkeys.signer.service import SignService
 from jwtkeys.verify.jwks_verifier import JwksVerifier, VerifierCounters
 from jwtkeys.verify.token import verify_token
+from jwtkeys_tools.bench.lambda_layout import stage_opt
 from jwtkeys_tools.local.aws_endpoint import LocalAws
 from jwtkeys_tools.local.stack import LocalKeysetConfig, LocalStack
 
@@ -139,30 +141,61 @@ print((time.perf_counter() - started) * 1000, 0)
 """
 
 
-def _fresh_interpreter(code: str, env: dict[str, str], *args: str) -> tuple[float, float]:
+def _fresh_interpreter(
+    code: str, env: dict[str, str], *args: str, flags: tuple[str, ...] = ()
+) -> tuple[float, float]:
     output = subprocess.run(
-        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=True
+        [sys.executable, *flags, "-c", code, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     return float(output[0]), float(output[1])
 
 
+def _lambda_env(env: dict[str, str], opt_python: Path) -> dict[str, str]:
+    """Only the staged layers on the path, as /opt/python is on Lambda's."""
+    return {**env, "PYTHONPATH": str(opt_python)}
+
+
 def bench_cold_start(aws: LocalAws, stack: LocalStack) -> dict[str, float]:
-    """A fresh interpreter importing the sign handler vs importing boto3 + one KMS client."""
+    """A fresh interpreter importing the sign handler vs importing boto3 + one KMS client.
+
+    Three ways: from this environment with its bytecode caches warm (what the bench
+    always reported), and as Lambda does it: `-S` (nothing but the staged layers on the
+    path), `-B` over a fresh copy of the layers without any `__pycache__` (Lambda's /opt
+    is read-only), once as the layers ship today and once with bytecode compiled by
+    this interpreter (what shipping bytecode for the runtime's exact Python would buy).
+    """
     env = {**os.environ, **aws.env(), **stack.signer_env()}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # Lambda layers ship compiled bytecode too
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     handler_path = str(ROOT / "functions" / "sign" / "handler.py")
     _fresh_interpreter(_COLD_SIGN, env, handler_path)  # writes the bytecode caches once
-    sign_runs, boto_runs, rss = [], [], []
-    for _ in range(COLD_RUNS):  # interleaved, so both see the same machine
-        elapsed, peak = _fresh_interpreter(_COLD_SIGN, env, handler_path)
-        sign_runs.append(elapsed)
-        rss.append(peak)
-        boto_runs.append(_fresh_interpreter(_COLD_BOTO3, env)[0])
-    sign_ms, boto_ms = statistics.median(sign_runs), statistics.median(boto_runs)
+    with tempfile.TemporaryDirectory(prefix="jwtkeys-opt-") as scratch:
+        plain = _lambda_env(env, stage_opt(Path(scratch) / "plain"))
+        compiled = _lambda_env(env, stage_opt(Path(scratch) / "compiled", bytecode=True))
+        lambda_flags = ("-S", "-B")
+        runs: dict[str, list[float]] = {"sign": [], "boto": [], "lambda": [], "bytecode": []}
+        rss = []
+        for _ in range(COLD_RUNS):  # interleaved, so all see the same machine
+            elapsed, peak = _fresh_interpreter(_COLD_SIGN, env, handler_path)
+            runs["sign"].append(elapsed)
+            rss.append(peak)
+            runs["boto"].append(_fresh_interpreter(_COLD_BOTO3, env)[0])
+            runs["lambda"].append(
+                _fresh_interpreter(_COLD_SIGN, plain, handler_path, flags=lambda_flags)[0]
+            )
+            runs["bytecode"].append(
+                _fresh_interpreter(_COLD_SIGN, compiled, handler_path, flags=lambda_flags)[0]
+            )
+    medians = {name: statistics.median(samples) for name, samples in runs.items()}
     return {
-        "sign_cold_import_ms": sign_ms,
-        "boto3_import_ms": boto_ms,
-        "sign_cold_import_ratio": sign_ms / boto_ms,
+        "sign_cold_import_ms": medians["sign"],
+        "boto3_import_ms": medians["boto"],
+        "sign_cold_import_ratio": medians["sign"] / medians["boto"],
+        "sign_cold_import_lambda_ms": medians["lambda"],
+        "sign_cold_import_lambda_bytecode_ms": medians["bytecode"],
         "sign_peak_rss_mb": max(rss),
     }
 
