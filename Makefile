@@ -9,7 +9,7 @@ NPM_STAMP := node_modules/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
-.PHONY: demo test test-fast bench synth lint format clean
+.PHONY: demo test test-fast bench synth lint format clean live-servicenow
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ test: $(STAMP) $(NPM_STAMP)
 # no subprocess); about 10 s here. `make test` stays the full suite.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q -m "not slow"
+
+# Against a real instance (never part of `make test`; its code runs there against the
+# emulator): set JWTKEYS_LIVE_INSTANCE, _USER, _PASSWORD, _CLIENT_ID, _CLIENT_SECRET and
+# _CANARY (see docs/servicenow.md). Writes servicenow-profile.json.
+live-servicenow: $(STAMP)
+	$(BIN)/python -m jwtkeys_tools.live_servicenow
 
 bench: $(STAMP)
 	$(BIN)/python -m jwtkeys_tools.bench
