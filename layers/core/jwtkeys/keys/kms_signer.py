@@ -1,19 +1,20 @@
-"""Signing JWS with AWS KMS: a PyJWT `Algorithm` whose private key never leaves KMS.
+"""Signing JWS with AWS KMS: compact serialization around one KMS Sign call.
 
-The algorithms are registered on a private `PyJWS` instance only. Registering them
-globally would make PyJWT's own `jwt.decode` in the same process use our sign-only
-objects.
+A signed token is three base64url parts joined by dots (RFC 7515 section 7.1); that
+much needs no JOSE library. PyJWT's import (and through it cryptography's X.509 code)
+cost the signer a large share of its cold start, and its encode path a large share of
+its per-token overhead, for nothing a token uses. Tokens are still checked by
+independent JOSE libraries in the tests.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING
 
-import jwt
 from botocore.exceptions import BotoCoreError, ClientError
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from jwt.algorithms import Algorithm
 
 from jwtkeys.errors import SigningUnavailable, aws_error_code
 from jwtkeys.keys.algorithms import ALGORITHMS, KeyFamily, SigningAlgorithm
@@ -50,39 +51,54 @@ class KmsKeyRef:
 
 
 def der_to_raw_ecdsa(der_signature: bytes, coordinate_size: int) -> bytes:
-    """Convert a DER ECDSA signature (KMS) into JWS's raw R||S, each left-padded."""
-    r, s = decode_dss_signature(der_signature)
+    """Convert a DER ECDSA signature (KMS) into JWS's raw R||S, each left-padded.
+
+    DER here is SEQUENCE { INTEGER r, INTEGER s } (RFC 3279); anything else, or an
+    integer too large for the curve, is refused rather than silently mangled.
+    """
+    body = _der_element(der_signature, 0, _DER_SEQUENCE, whole=True)
+    r, offset = _der_integer(der_signature, body)
+    s, offset = _der_integer(der_signature, offset)
+    if offset != len(der_signature):
+        raise SigningUnavailable("KMS returned an ECDSA signature with trailing bytes")
+    limit = 1 << (8 * coordinate_size)
+    if not (0 < r < limit and 0 < s < limit):
+        raise SigningUnavailable("KMS returned an ECDSA signature that does not fit the curve")
     return r.to_bytes(coordinate_size, "big") + s.to_bytes(coordinate_size, "big")
 
 
-class KmsAlgorithm(Algorithm):
-    """A PyJWT algorithm whose `sign` is one KMS Sign call with MessageType=DIGEST."""
+_DER_SEQUENCE = 0x30
+_DER_INTEGER = 0x02
 
-    def __init__(self, algorithm: SigningAlgorithm, kms: KMSClient) -> None:
-        self.algorithm = algorithm
-        self._kms = kms
 
-    def prepare_key(self, key: Any) -> KmsKeyRef:
-        if not isinstance(key, KmsKeyRef) or key.algorithm != self.algorithm:
-            raise TypeError(f"{self.algorithm.jws_name} signs only with a KmsKeyRef of its alg")
-        return key
+def _der_element(data: bytes, offset: int, tag: int, *, whole: bool = False) -> int:
+    """Check the tag and length at `offset`; return where the element's content starts."""
+    if offset + 2 > len(data) or data[offset] != tag:
+        raise SigningUnavailable("KMS returned a malformed DER ECDSA signature")
+    length, start = data[offset + 1], offset + 2
+    if length == 0x81:  # long form: P-521 signatures exceed 127 bytes
+        if start >= len(data) or data[start] < 0x80:
+            raise SigningUnavailable("KMS returned a malformed DER ECDSA signature")
+        length, start = data[start], start + 1
+    elif length > 0x80:
+        raise SigningUnavailable("KMS returned a malformed DER ECDSA signature")
+    end = start + length
+    if end > len(data) or (whole and end != len(data)):
+        raise SigningUnavailable("KMS returned a malformed DER ECDSA signature")
+    return start
 
-    def sign(self, msg: bytes, key: KmsKeyRef) -> bytes:
-        signature = sign_digest(self._kms, key.key_arn, self.algorithm, msg)
-        if self.algorithm.family is KeyFamily.EC:
-            return der_to_raw_ecdsa(signature, self.algorithm.ec_coordinate_size)
-        return signature
 
-    def verify(self, msg: bytes, key: Any, sig: bytes) -> NoReturn:
-        raise NotImplementedError("KMS algorithms only sign; verify with the published JWKS")
+def _der_integer(data: bytes, offset: int) -> tuple[int, int]:
+    start = _der_element(data, offset, _DER_INTEGER)
+    length = data[start - 1]  # the last length byte, short or long form
+    value = data[start : start + length]
+    if not value or value[0] & 0x80:
+        raise SigningUnavailable("KMS returned a malformed DER ECDSA signature")
+    return int.from_bytes(value, "big"), start + length
 
-    @staticmethod
-    def to_jwk(key_obj: Any, as_dict: bool = False) -> NoReturn:
-        raise NotImplementedError("a KMS key has no exportable JWK; see jwtkeys.keys.jwk")
 
-    @staticmethod
-    def from_jwk(jwk: Any) -> NoReturn:
-        raise NotImplementedError("a KMS key cannot be loaded from a JWK")
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def sign_digest(kms: KMSClient, key_arn: str, algorithm: SigningAlgorithm, message: bytes) -> bytes:
@@ -124,15 +140,20 @@ class KmsJwsSigner:
     """Encodes and signs compact JWS with KMS keys: exactly one KMS call per token."""
 
     def __init__(self, kms: KMSClient) -> None:
-        self._jws = jwt.PyJWS(algorithms=[])
-        for algorithm in ALGORITHMS.values():
-            self._jws.register_algorithm(algorithm.jws_name, KmsAlgorithm(algorithm, kms))
+        self._kms = kms
 
     def sign(self, payload: bytes, key: KmsKeyRef) -> str:
-        """A compact JWS over `payload` with header alg, kid and typ JWT."""
-        return self._jws.encode(
-            payload,
-            key,  # type: ignore[arg-type]
-            algorithm=key.algorithm.jws_name,
-            headers={"kid": key.kid},
+        """A compact JWS over `payload` with header alg, kid and typ JWT (keys sorted)."""
+        algorithm = key.algorithm
+        if ALGORITHMS.get(algorithm.jws_name) != algorithm:
+            raise TypeError(f"{algorithm.jws_name} is not a jwtkeys signing algorithm")
+        header = json.dumps(
+            {"alg": algorithm.jws_name, "kid": key.kid, "typ": "JWT"},
+            separators=(",", ":"),
+            sort_keys=True,
         )
+        signing_input = f"{_b64url(header.encode())}.{_b64url(payload)}"
+        signature = sign_digest(self._kms, key.key_arn, algorithm, signing_input.encode("ascii"))
+        if algorithm.family is KeyFamily.EC:
+            signature = der_to_raw_ecdsa(signature, algorithm.ec_coordinate_size)
+        return f"{signing_input}.{_b64url(signature)}"
