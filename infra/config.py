@@ -194,6 +194,7 @@ class KeysetConfig:
                 max_token_ttl=self.policy.max_token_ttl,
                 caller_rules=dict(sorted(self.function_url_callers.items())),
                 direct_invoke=self.direct_invoke,
+                not_before_margin=self.policy.not_before_margin,
             ),
         )
 

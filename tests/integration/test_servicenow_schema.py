@@ -7,12 +7,12 @@ import dataclasses
 import pytest
 import requests
 
-from jwtkeys.errors import ServiceNowError, SessionsNotEnded
+from jwtkeys.errors import ServiceNowError, SessionsNotEnded, TrustNotConfirmed
 from jwtkeys.servicenow.schema import SchemaMismatch
 from jwtkeys_tools.local.servicenow_emulator.profiles import InstanceProfile, load_profile
 from jwtkeys_tools.local.stack import LocalStack
 from tests.servicenow_fixtures import ALL_PROFILES
-from tests.servicenow_sync_fixtures import Instance, make_key, make_trust
+from tests.servicenow_sync_fixtures import CANARY_EMAIL, Instance, make_key, make_trust
 
 # The pessimistic profile with name fields wide enough for keyset `test`: everything
 # else about it (no map `active`, other choice spellings, admin-only sessions, skew 0).
@@ -162,3 +162,20 @@ def test_a_truncated_record_is_deleted_and_the_tick_fails(
     # No orphan: the record whose name was cut (no longer recognisable as ours) is gone.
     assert instance.emulator.rows("sys_certificate") == []
     assert instance.emulator.rows("jwt_verifier_map") == []
+
+
+@pytest.mark.parametrize("servicenow_profile", ["zurich-machine-identity"])
+def test_a_backdated_canary_passes_an_instance_with_no_skew_and_a_clock_behind(
+    sn_stack: LocalStack, instance: Instance, servicenow_profile: str
+) -> None:
+    trust = make_trust(sn_stack)
+    key = make_key(sn_stack)
+    now = sn_stack.clock.now()
+    trust.reconcile([key], now)
+    # The signer's clock is 2 s ahead of the instance's, whose clock skew is 0 s.
+    with pytest.raises(TrustNotConfirmed, match="refused"):
+        trust._canary(key, now + 2, CANARY_EMAIL)
+    assert "not valid before" in instance.emulator.log[-1]
+    backdated = make_trust(sn_stack)
+    backdated._not_before_margin = 5
+    backdated._canary(key, now + 2, CANARY_EMAIL)

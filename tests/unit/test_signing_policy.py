@@ -410,3 +410,26 @@ def test_a_root_rule_is_refused_even_when_built_in_code() -> None:
 )
 def test_the_shadow_form_folds_every_spelling_of_iss(name: str) -> None:
     assert shadow_form(name) == "iss"
+
+
+def test_a_backdated_window_moves_iat_nbf_and_exp_together() -> None:
+    from jwtkeys.signer.policy import token_claims
+
+    claims = token_claims(
+        issuer="i", subject="s", audience="a", now=1000.7, ttl=300, jti="j", backdate=5
+    )
+    assert (claims["iat"], claims["nbf"], claims["exp"]) == (995, 995, 1295)
+    # Never more than half the TTL: a short token is not born expired.
+    short = token_claims(
+        issuer="i", subject="s", audience="a", now=1000, ttl=6, jti="j", backdate=5
+    )
+    assert (short["iat"], short["exp"]) == (997, 1003)
+
+
+def test_the_margin_is_a_policy_setting_within_bounds() -> None:
+    from jwtkeys.errors import ConfigurationError
+    from jwtkeys.keeper.rotation_policy import RotationPolicy
+
+    assert RotationPolicy(not_before_margin=5).to_mapping()["not_before_margin"] == 5
+    with pytest.raises(ConfigurationError, match="not_before_margin"):
+        RotationPolicy(not_before_margin=61)

@@ -96,6 +96,7 @@ class SignerSettings:
             max_token_ttl=rotation.max_token_ttl,
             caller_rules=_caller_rules(environ),
             direct_invoke=_direct_invoke(environ),
+            not_before_margin=rotation.not_before_margin,
         )
         return cls(keyset=keyset, rotation=rotation, policy=policy)
 

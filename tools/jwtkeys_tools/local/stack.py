@@ -209,6 +209,7 @@ class LocalStack:
                 else DirectInvoke(
                     parse_claim_rules(config.direct_invoke_claims, "direct_invoke_claims")
                 ),
+                not_before_margin=config.policy.not_before_margin,
             ),
         )
 

@@ -13,6 +13,10 @@ MIN_DELETION_WINDOW_DAYS = 7
 MAX_DELETION_WINDOW_DAYS = 30
 
 
+# A margin for clocks a few seconds apart, not a way to make tokens valid in the past.
+MAX_NOT_BEFORE_MARGIN = 60
+
+
 @dataclass(frozen=True)
 class RotationPolicy:
     """Every timing of the key lifecycle, in seconds (deletion window in days)."""
@@ -30,6 +34,11 @@ class RotationPolicy:
     deletion_window_days: int = 30
     # ServiceNow's own JWKS cache lifespan when it trusts us through a JWKS URL; 0 otherwise.
     verifier_jwks_cache_lifespan: int = 0
+    # Seconds a token's whole window (iat = nbf, exp) is moved back, so a verifier with 0 s
+    # clock skew whose clock is behind the signer's accepts a fresh token (ServiceNow's
+    # Machine Identity Console defaults to 0 s). exp moves back too: a token never lives
+    # longer than its TTL, so every lifetime inequality holds unchanged.
+    not_before_margin: int = 0
 
     def __post_init__(self) -> None:
         self._validate()
@@ -70,6 +79,10 @@ class RotationPolicy:
                 raise ConfigurationError(f"policy.{name} must be positive")
         if self.clock_skew < 0 or self.verifier_jwks_cache_lifespan < 0:
             raise ConfigurationError("policy.clock_skew and cache lifespans cannot be negative")
+        if not 0 <= self.not_before_margin <= MAX_NOT_BEFORE_MARGIN:
+            raise ConfigurationError(
+                f"policy.not_before_margin must be within 0..{MAX_NOT_BEFORE_MARGIN} seconds"
+            )
         check_key_spec(self.signing_algorithm, self.key_spec)
         if self.prepublish_window < self.min_prepublish_window:
             raise UnsafePolicy(

@@ -90,11 +90,13 @@ class ServiceNowTrustTarget:
         lifetime: CertificateLifetime,
         jwks_url: str | None = None,
         jwks_cache_budget: int = 0,
+        not_before_margin: int = 0,
     ) -> None:
         self.keyset = keyset
         self.settings = settings
         self.jwks_url = jwks_url
         self._jwks_cache_budget = jwks_cache_budget
+        self._not_before_margin = not_before_margin
         self.client = client
         self._secrets = secrets
         self._kms = kms
@@ -170,6 +172,7 @@ class ServiceNowTrustTarget:
             lifetime=CertificateLifetime.for_policy(settings.rotation),
             jwks_url=jwks_url,
             jwks_cache_budget=settings.rotation.verifier_jwks_cache_lifespan,
+            not_before_margin=settings.rotation.not_before_margin,
         )
 
     # -- TrustTarget ------------------------------------------------------------------
@@ -346,6 +349,7 @@ class ServiceNowTrustTarget:
             now=now,
             ttl=CANARY_TTL,
             jti=new_jti(),
+            backdate=self._not_before_margin,
         )
         payload = claims_payload(claims)
         # Signed with the standby key's ARN directly: the public signer only ever uses

@@ -59,6 +59,8 @@ class SigningPolicy:
     caller_rules: Mapping[str, CallerRule] = field(default_factory=dict)
     # None: direct invocation is refused (the stage's default); callers use the Function URL.
     direct_invoke: DirectInvoke | None = None
+    # policy.not_before_margin: how far back a token's window is moved (see token_claims).
+    not_before_margin: int = 0
     _role_index: Mapping[tuple[str, ...], str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -223,6 +225,7 @@ def build_claims(
         ttl=ttl,
         jti=jti,
         extra=request.claims,
+        backdate=policy.not_before_margin,
     )
 
 
@@ -235,12 +238,16 @@ def token_claims(
     ttl: int,
     jti: str,
     extra: Mapping[str, Any] | None = None,
+    backdate: int = 0,
 ) -> dict[str, Any]:
     """A token's claims: the extra ones first, then the reserved ones, which always win.
 
     Every token jwtkeys signs is built here: the signer's and the keeper's canaries.
+    `backdate` moves the whole window (iat = nbf, and exp) back, by at most half the TTL:
+    a verifier with no clock skew whose clock is a little behind then accepts a fresh
+    token, and the token still never lives longer than `ttl`.
     """
-    issued_at = int(now)
+    issued_at = int(now) - min(max(backdate, 0), ttl // 2)
     claims = dict(extra or {})
     claims.update(
         iss=issuer,
