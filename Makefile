@@ -9,7 +9,7 @@ NPM_STAMP := node_modules/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
-.PHONY: demo test test-fast bench synth lint format clean live-servicenow
+.PHONY: demo test test-fast bench synth live-aws lint format clean live-servicenow
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ bench: $(STAMP)
 
 synth: $(STAMP) $(NPM_STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install cdk synth --quiet --output cdk.out
+
+# A throw-away copy of a stage deployed on a sandbox account, exercised and removed
+# (docs/deploy.md, "The live smoke suite"); never part of `make test`, whose dry run
+# covers the same code against the local endpoint.
+#   make live-aws STAGE=dev [SUFFIX=abc123] [DRY_RUN=1]   (or $$JWTKEYS_LIVE_STAGE/_SUFFIX)
+live-aws: $(STAMP) $(NPM_STAMP)
+	$(BIN)/python -m jwtkeys_tools.live.aws $(if $(STAGE),--stage $(STAGE)) \
+		$(if $(SUFFIX),--suffix $(SUFFIX)) $(if $(DRY_RUN),--dry-run)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -33,6 +33,7 @@ message the functions would give.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ from .constants import (
     MAX_SILENCE_MINUTES,
     SIGNER_ALARM_PERIOD_SECONDS,
     STACK_NAME_PREFIX,
+    STAGE_CONTEXT_KEY,
+    SUFFIX_CONTEXT_KEY,
 )
 from .regions import check_region
 
@@ -223,6 +226,41 @@ def load_stacks(context: object) -> list[KeysetConfig]:
     configs = [_load_stack(str(stage), values) for stage, values in stacks.items()]
     _refuse_collisions(configs)
     return configs
+
+
+# A suffix makes a throw-away copy of a stage (the live smoke suite's): short, so the
+# suffixed keyset still fits every name derived from it.
+_SUFFIX_PATTERN = re.compile(r"^[a-z0-9]{1,12}$")
+
+
+def select_stacks(
+    configs: Sequence[KeysetConfig], stage: str | None, suffix: str | None
+) -> list[KeysetConfig]:
+    """The stages to synthesize: all, or only `stage`, its keyset suffixed by `suffix`.
+
+    The suffix reaches every name derived from the keyset (stack, aliases, key tags,
+    alarms), so the copy shares nothing with the stage it was made from.
+    """
+    if stage is None:
+        if suffix is not None:
+            raise ConfigurationError(f"{SUFFIX_CONTEXT_KEY} needs {STAGE_CONTEXT_KEY}")
+        return list(configs)
+    chosen = [config for config in configs if config.stage == stage]
+    if not chosen:
+        known = ", ".join(config.stage for config in configs)
+        raise ConfigurationError(f"{STAGE_CONTEXT_KEY}: no stage {stage!r} (known: {known})")
+    if suffix is None:
+        return chosen
+    if not _SUFFIX_PATTERN.match(suffix):
+        raise ConfigurationError(
+            f"{SUFFIX_CONTEXT_KEY} must be 1-12 lower-case letters or digits, got {suffix!r}"
+        )
+    keyset = f"{chosen[0].keyset}-{suffix}"
+    try:
+        check_keyset_name(keyset)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{SUFFIX_CONTEXT_KEY}: {error}") from None
+    return [dataclasses.replace(chosen[0], keyset=keyset)]
 
 
 def _load_stack(stage: str, values: object) -> KeysetConfig:

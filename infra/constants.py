@@ -26,6 +26,10 @@ FUNCTIONS_DIR: Final = PROJECT_ROOT / "functions"
 BUILD_CACHE_DIR: Final = PROJECT_ROOT / "build" / "layers"
 
 CONTEXT_KEY: Final = "jwtkeys"
+# `cdk ... -c jwtkeys:stage=dev -c jwtkeys:suffix=abc123`: synthesize one stage only, its
+# keyset (and so its stack and every derived name) suffixed: a throw-away copy.
+STAGE_CONTEXT_KEY: Final = "jwtkeys:stage"
+SUFFIX_CONTEXT_KEY: Final = "jwtkeys:suffix"
 STACK_NAME_PREFIX: Final = "jwtkeys-"
 # Tag on every resource of a keyset stack (cost allocation, ownership).
 STACK_TAG: Final = "jwtkeys-keyset"

@@ -10,8 +10,8 @@ from constructs import Construct
 from jwtkeys.names import JWKS_OBJECT_KEY
 
 from .authorizer import JwtAuthorizer
-from .config import KeysetConfig, load_stacks
-from .constants import CONTEXT_KEY, STACK_TAG
+from .config import KeysetConfig, load_stacks, select_stacks
+from .constants import CONTEXT_KEY, STACK_TAG, STAGE_CONTEXT_KEY, SUFFIX_CONTEXT_KEY
 from .dashboard import Dashboard
 from .jwks_distribution import JwksDistribution
 from .keeper import Keeper
@@ -137,7 +137,16 @@ class KeysetStack(Stack):
 
 def build_app(app: App) -> list[KeysetStack]:
     """Add one stack per configured keyset, and cdk-nag, to `app`."""
-    configs = load_stacks(app.node.try_get_context(CONTEXT_KEY))
+    configs = select_stacks(
+        load_stacks(app.node.try_get_context(CONTEXT_KEY)),
+        _optional_context(app, STAGE_CONTEXT_KEY),
+        _optional_context(app, SUFFIX_CONTEXT_KEY),
+    )
     stacks = [KeysetStack(app, config) for config in configs]
     add_nag_checks(app)
     return stacks
+
+
+def _optional_context(app: App, key: str) -> str | None:
+    value = app.node.try_get_context(key)
+    return None if value is None or value == "" else str(value)

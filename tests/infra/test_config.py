@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
 from aws_cdk import App
 
-from infra.config import load_stacks
+from infra.config import load_stacks, select_stacks
 from infra.stack import build_app
 from jwtkeys.errors import ConfigurationError, UnsafePolicy
 from jwtkeys.settings import SignerSettings
@@ -295,3 +296,41 @@ def test_direct_invoke_is_off_unless_the_stage_turns_it_on() -> None:
 def test_the_example_production_stage_uses_a_dedicated_signer_account() -> None:
     configs = {config.stage: config for config in load_stacks(_jwtkeys_context())}
     assert configs["prod"].layout == "dedicated_signer_account"
+
+
+def test_a_suffix_makes_a_throw_away_copy_of_one_stage() -> None:
+    configs = load_stacks(_jwtkeys_context())
+
+    [copy_of_dev] = select_stacks(configs, "dev", "ab12")
+
+    assert copy_of_dev.stage == "dev"
+    assert copy_of_dev.keyset == "servicenow-dev-ab12"
+    # Every name derived from the keyset follows: stack, aliases, key tags, alarms.
+    assert copy_of_dev.stack_name == "jwtkeys-servicenow-dev-ab12"
+    assert copy_of_dev.issuer == configs[0].issuer
+    assert select_stacks(configs, "prod", None) == [configs[1]]
+    assert select_stacks(configs, None, None) == configs
+
+
+@pytest.mark.parametrize(
+    ("stage", "suffix", "message"),
+    [
+        ("qa", None, "no stage 'qa' (known: dev, prod)"),
+        (None, "ab12", "jwtkeys:suffix needs jwtkeys:stage"),
+        ("dev", "AB_12", "jwtkeys:suffix must be 1-12 lower-case letters or digits"),
+        ("dev", "a" * 13, "jwtkeys:suffix must be 1-12"),
+    ],
+)
+def test_a_bad_stage_or_suffix_is_refused(
+    stage: str | None, suffix: str | None, message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        select_stacks(load_stacks(_jwtkeys_context()), stage, suffix)
+
+
+def test_a_suffix_that_would_make_the_keyset_too_long_is_refused() -> None:
+    context = _jwtkeys_context()
+    context["stacks"]["dev"]["keyset"] = "k" * 35
+
+    with pytest.raises(ConfigurationError, match="jwtkeys:suffix: keyset name"):
+        select_stacks(load_stacks(context), "dev", "abcdef")
