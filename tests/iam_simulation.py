@@ -52,7 +52,12 @@ class IamSimulator:
     def __init__(self) -> None:
         node = shutil.which("node")
         if node is None:
-            raise RuntimeError("node is required for the IAM simulation (make test installs it)")
+            raise RuntimeError("the IAM simulation needs Node.js on PATH")
+        if not (ROOT / "node_modules" / "@cloud-copilot" / "iam-simulate").is_dir():
+            raise RuntimeError(
+                "the IAM simulation needs @cloud-copilot/iam-simulate: run `npm ci`"
+                " (make test does) in the project root"
+            )
         self._process = subprocess.Popen(
             [node, str(SIMULATOR)],
             cwd=ROOT,
@@ -76,7 +81,7 @@ class IamSimulator:
             # from filling both pipes at once.
             writer = threading.Thread(target=feed)
             writer.start()
-            answers = [json.loads(stdout.readline()) for _ in simulations]
+            answers = [_answer(stdout.readline()) for _ in simulations]
             writer.join()
         return answers
 
@@ -90,6 +95,13 @@ class IamSimulator:
         stdin.close()
         self._process.wait(timeout=10)
         stdout.close()
+
+
+def _answer(line: str) -> dict[str, Any]:
+    if not line:
+        raise RuntimeError("the IAM simulator stopped (see its error output above)")
+    answer: dict[str, Any] = json.loads(line)
+    return answer
 
 
 # --------------------------------------------------------------------------- templates

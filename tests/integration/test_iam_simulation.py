@@ -17,9 +17,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from jwtkeys import names
+from jwtkeys.clock import SimulatedClock
 from jwtkeys_tools.local.aws_endpoint import LocalAws
 from jwtkeys_tools.local.stack import LOCAL_ACCOUNT, LocalStack
 from tests.iam_simulation import DeployedPolicies, IamSession
+from tests.servicenow_fixtures import CLIENT_ID
+from tests.servicenow_sync_fixtures import CANARY_EMAIL, make_stack
 
 ADMIN_ROLE = f"arn:aws:iam::{LOCAL_ACCOUNT}:role/administrator"
 ADMIN_POLICY = {
@@ -257,10 +260,25 @@ def test_the_keeper_tags_only_new_sign_verify_keys_of_the_keyset_spec(
     _denied_action(_denials(iam_session, keyset.aws), "kms:TagResource")
 
 
-def test_the_keeper_reads_no_other_secret(keyset: LocalStack, iam_session: IamSession) -> None:
-    other = keyset.aws.client("secretsmanager").create_secret(
-        Name="someone-else/credentials", SecretString="{}"
-    )
-    secrets = keyset.role_client("secretsmanager", keyset.config.keeper_role_arn)
-    secrets.get_secret_value(SecretId=other["ARN"])
-    _denied_action(_denials(iam_session, keyset.aws), "secretsmanager:GetSecretValue")
+def test_the_keeper_reads_its_own_secret_and_no_other(
+    local_aws: LocalAws, clock: SimulatedClock, iam_session: IamSession
+) -> None:
+    secrets = local_aws.client("secretsmanager")
+    own = secrets.create_secret(Name="jwtkeys/test/servicenow", SecretString="{}")["ARN"]
+    other = secrets.create_secret(Name="jwtkeys/test/servicenow-other", SecretString="{}")["ARN"]
+    env = {
+        names.ENV_SERVICENOW_INSTANCE: "https://instance.example.com",
+        names.ENV_SERVICENOW_SECRET: own,
+        names.ENV_SERVICENOW_CLIENT_ID: CLIENT_ID,
+        names.ENV_SERVICENOW_CANARY_SUBJECT: CANARY_EMAIL,
+    }
+    stack = make_stack(local_aws, clock, env)
+    assert stack.label in iam_session.policies
+    keeper = stack.role_client("secretsmanager", stack.config.keeper_role_arn)
+
+    keeper.get_secret_value(SecretId=own)
+    assert iam_session.check(local_aws) == []
+
+    # Its grant names the secret and Secrets Manager's six-character suffix, no more.
+    keeper.get_secret_value(SecretId=other)
+    _denied_action(_denials(iam_session, local_aws), "secretsmanager:GetSecretValue")
