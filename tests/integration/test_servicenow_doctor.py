@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from jwtkeys_tools.cli import main
 from jwtkeys_tools.local.aws_endpoint import LocalAws
+from jwtkeys_tools.local.servicenow_emulator.profiles import InstanceProfile, load_profile
 from jwtkeys_tools.local.stack import LocalStack
 from tests.servicenow_fixtures import ALL_PROFILES, CLIENT_ID
 from tests.servicenow_sync_fixtures import (
@@ -100,3 +102,68 @@ def test_doctor_command_on_a_bare_instance(
     lines = capsys.readouterr().out.splitlines()
     assert all(line.split(" ", 1)[0] in {"PASS", "WARN", "FAIL"} for line in lines)
     assert _no_probe_left(instance)
+
+
+def _default_profile(**changes: object) -> InstanceProfile:
+    return dataclasses.replace(load_profile(), **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "servicenow_profile",
+    [_default_profile(name="hidden-sessions", admin_only_tables=frozenset({"oauth_credential"}))],
+)
+def test_doctor_fails_when_the_canarys_session_is_hidden_by_acl(
+    sn_stack: LocalStack, instance: Instance
+) -> None:
+    trust = make_trust(sn_stack)
+    now = sn_stack.clock.now()
+    key = make_key(sn_stack)
+    trust.reconcile([key], now)
+    report = trust.doctor(now, key)
+    by_name = {check.name: check for check in report.checks}
+    assert by_name["canary"].status == "PASS"
+    assert by_name["oauth_credential"].status == "FAIL"
+    assert "admin-only" in by_name["oauth_credential"].detail
+    assert "read and delete" in by_name["oauth_credential"].fix
+    assert not report.ok
+    assert _no_probe_left(instance)
+
+
+@pytest.mark.parametrize(
+    "servicenow_profile",
+    [_default_profile(name="no-kid", absent_fields=frozenset({"jwt_verifier_map.kid"}))],
+)
+def test_doctor_fails_on_a_missing_field_and_names_it(
+    sn_stack: LocalStack, instance: Instance
+) -> None:
+    report = make_trust(sn_stack).doctor(sn_stack.clock.now())
+    dictionary = next(c for c in report.checks if c.name == "dictionary")
+    assert dictionary.status == "FAIL"
+    assert "jwt_verifier_map.kid does not exist" in dictionary.detail
+    assert not report.ok
+    # Nothing was written to an instance that cannot hold the records.
+    assert _no_probe_left(instance)
+
+
+def test_doctor_fails_on_a_refused_client_credentials_grant_naming_the_property(
+    sn_stack: LocalStack, instance: Instance
+) -> None:
+    # The OAuth client exists but may not use the grant: the instance answers a bare
+    # 401, as it does while the client-credentials property is off.
+    instance.emulator.add_record(
+        "oauth_entity",
+        {
+            "name": "jwtkeys integration",
+            "client_id": "jwtkeys-integration",
+            "client_secret": "integration-client-secret",
+            "default_grant_type": "password",
+            "user": instance.integration_sys_id,
+        },
+    )
+    put_secret(sn_stack.aws, secret_value("oauth"))
+    report = make_trust(sn_stack).doctor(sn_stack.clock.now())
+    assert [c.name for c in report.checks] == ["reach"]
+    reach = report.checks[0]
+    assert reach.status == "FAIL"
+    assert "glide.oauth.inbound.client.credential.grant_type.enabled=true" in reach.fix
+    assert not report.ok

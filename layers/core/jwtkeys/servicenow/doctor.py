@@ -115,8 +115,10 @@ class Doctor:
         checks.append(app_check)
         if app is not None and checks[2].status != "FAIL":
             checks.append(self._probe_certificate_and_map(app))
-        checks.append(self._sessions(app))
-        checks.append(self._canary_check())
+        # The canary first: its exchange leaves a session, which the next check must see.
+        canary = self._canary_check()
+        checks.append(self._sessions(app, canary_passed=canary.status == "PASS"))
+        checks.append(canary)
         return DoctorReport(tuple(checks))
 
     # -- checks -------------------------------------------------------------------------
@@ -283,7 +285,7 @@ class Doctor:
             f"probe {name} created, read, updated and removed on both tables",
         )
 
-    def _sessions(self, app: Record | None) -> Check:
+    def _sessions(self, app: Record | None, *, canary_passed: bool = False) -> Check:
         name = "oauth_credential"
         if not self.sync.schema().has(CREDENTIAL_TABLE, "peer"):
             return Check(
@@ -296,7 +298,17 @@ class Doctor:
             return Check(name, "WARN", "no application: visibility not checked")
         rows = self._safe_list(CREDENTIAL_TABLE, f"peer={app['sys_id']}")
         if any(row.get("peer") == app["sys_id"] for row in rows):
-            return Check(name, "PASS", "the application's sessions are visible (and deletable)")
+            return Check(name, "PASS", "the application's sessions are visible")
+        if canary_passed:
+            # The canary's exchange has just made a session: not seeing it is the ACL.
+            return Check(
+                name,
+                "FAIL",
+                f"the session the canary just made is not visible in {CREDENTIAL_TABLE}"
+                " (hidden by ACL: the table is admin-only by default)",
+                f"grant the integration role read and delete on {CREDENTIAL_TABLE}, or"
+                " revocation cannot end sessions",
+            )
         return Check(
             name,
             "WARN",
