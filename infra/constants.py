@@ -40,7 +40,12 @@ STACK_TAG: Final = "jwtkeys-keyset"
 CORE_LAYER_SUBPACKAGES: Final = ("keeper", "keys", "servicenow", "signer", "trust", "verify")
 
 # Lambda defaults, stated once for every function.
-LAMBDA_RUNTIME: Final = lambda_.Runtime.PYTHON_3_14
+# Python 3.13, not the newest runtime CDK offers (3.14): the layers ship bytecode, which
+# only an interpreter of the runtime's exact minor version can write, and 3.13 is the
+# newest this project's machines have (infra/layers.py finds it). Without bytecode a
+# read-only /opt makes every cold start compile its imports: about twice the import
+# time (docs/performance.md). Both runtimes are supported by Lambda until 2029.
+LAMBDA_RUNTIME: Final = lambda_.Runtime.PYTHON_3_13
 LAMBDA_ARCHITECTURE: Final = lambda_.Architecture.ARM_64
 # pip's platform tags for the runtime: cryptography's cffi wheels carry only the
 # manylinux2014 tag, its own wheels the newer manylinux_2_28 tag.

@@ -14,6 +14,7 @@ from constructs import Construct
 from jwtkeys.names import METRIC_NAMESPACE
 
 from .constants import FUNCTIONS_DIR, HANDLER, LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, LOG_RETENTION
+from .nag import acknowledge
 
 
 @dataclass(frozen=True)
@@ -84,5 +85,12 @@ def python_function(
             "POWERTOOLS_METRICS_NAMESPACE": METRIC_NAMESPACE,
             **environment,
         },
+    )
+    acknowledge(
+        function,
+        "AwsSolutions-L1",
+        "Python 3.13, one minor version behind the newest: the layers ship bytecode, which "
+        "only the runtime's exact Python can write, and 3.13 is the newest interpreter the "
+        "build machines have (supported by Lambda as long as 3.14)",
     )
     return function

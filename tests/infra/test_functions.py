@@ -9,6 +9,7 @@ import pytest
 
 from infra.config import load_stacks
 from infra.constants import CONTEXT_KEY
+from infra.layers import find_interpreter
 from jwtkeys import names
 from jwtkeys.metrics_catalog import KEEPER_SERVICE, SIGNER_SERVICE
 from jwtkeys.settings import KeeperSettings, SignerSettings
@@ -23,7 +24,7 @@ from tests.infra.conftest import (
     resources,
 )
 
-NEWEST_PYTHON = "python3.14"
+RUNTIME_PYTHON = "python3.13"
 
 
 def _function(template: Template, prefix: str) -> tuple[str, dict[str, Any]]:
@@ -36,7 +37,7 @@ def test_functions_share_the_lambda_defaults(dev: Template, prefix: str) -> None
     _, function = _function(dev, prefix)
 
     assert function["Architectures"] == ["arm64"]
-    assert function["Runtime"] == NEWEST_PYTHON
+    assert function["Runtime"] == RUNTIME_PYTHON
     assert function["Handler"] == "handler.lambda_handler"
     assert function["TracingConfig"] == {"Mode": "Active"}
     assert function["LoggingConfig"]["LogFormat"] == "JSON"
@@ -48,15 +49,21 @@ def test_functions_share_the_lambda_defaults(dev: Template, prefix: str) -> None
     assert function["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == "jwtkeys"
 
 
-def test_newest_python_runtime_of_the_pinned_cdk_is_used() -> None:
+def test_runtime_is_the_newest_python_whose_bytecode_this_machine_can_build() -> None:
     from aws_cdk import aws_lambda
 
-    offered = [
-        int(name.removeprefix("PYTHON_3_"))
-        for name in dir(aws_lambda.Runtime)
-        if name.startswith("PYTHON_3_") and name.removeprefix("PYTHON_3_").isdigit()
-    ]
-    assert f"python3.{max(offered)}" == NEWEST_PYTHON
+    offered = sorted(
+        (
+            int(name.removeprefix("PYTHON_3_"))
+            for name in dir(aws_lambda.Runtime)
+            if name.startswith("PYTHON_3_") and name.removeprefix("PYTHON_3_").isdigit()
+        ),
+        reverse=True,
+    )
+    # The layers ship bytecode only an interpreter of the runtime's version can write.
+    buildable = [minor for minor in offered if find_interpreter(f"3.{minor}") is not None]
+    assert buildable, "no Python interpreter of a Lambda runtime's version on this machine"
+    assert f"python3.{buildable[0]}" == RUNTIME_PYTHON
 
 
 def test_signer_environment_carries_the_keyset_settings(dev: Template) -> None:

@@ -70,7 +70,7 @@ def test_core_layer_holds_exactly_the_runtime_modules_the_functions_import(synth
     layer_files = {
         p.relative_to(staged / "python").as_posix()
         for p in (staged / "python").rglob("*")
-        if p.is_file()
+        if p.is_file() and p.parent.name != "__pycache__"
     }
     needed = {p.relative_to(RUNTIME_ROOT).as_posix() for p in _import_closure(handlers)}
 
@@ -78,7 +78,10 @@ def test_core_layer_holds_exactly_the_runtime_modules_the_functions_import(synth
     assert sorted(p.name for p in staged.iterdir()) == ["python"]
     assert not needed - layer_files, f"missing from the layer: {sorted(needed - layer_files)}"
     assert not layer_files - needed, f"not imported by any function: {sorted(layer_files - needed)}"
-    assert not any("__pycache__" in f for f in layer_files)
+    # Bytecode beside each module, and only there (tests/infra/test_cold_start.py checks it).
+    version = runtime_python_version().replace(".", "")
+    pycs = {p.name for p in (staged / "python").rglob("__pycache__/*")}
+    assert pycs == {f"{Path(f).stem}.cpython-{version}.pyc" for f in layer_files}
     source = RUNTIME_ROOT / "jwtkeys" / "names.py"
     assert (staged / "python" / "jwtkeys" / "names.py").read_bytes() == source.read_bytes()
 
@@ -101,8 +104,9 @@ def test_deps_layer_holds_the_runtime_pins_built_for_lambda_arm64(synth: Synth) 
     header = rust.read_bytes()[:20]
     assert header[:4] == b"\x7fELF"
     assert int.from_bytes(header[18:20], "little") == ELF_MACHINE_AARCH64
-    # Bytecode of this machine's interpreter and venv scripts are of no use in Lambda.
-    assert not list(python.rglob("__pycache__"))
+    # Bytecode only for the runtime's Python; venv scripts are of no use in Lambda.
+    tags = {p.name.split(".")[-2] for p in python.rglob("__pycache__/*.pyc")}
+    assert tags == {f"cpython-{version}"}
     assert not (python / "bin").exists()
 
 

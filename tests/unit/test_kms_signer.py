@@ -70,11 +70,27 @@ def test_kms_errors_become_named_signing_errors(
         KmsJwsSigner(StandInKms(error=error)).sign(b"{}", KEY)  # type: ignore[arg-type]
 
 
-def test_the_private_algorithms_never_reach_pyjwts_global_registry() -> None:
+def test_the_token_is_the_compact_jws_pyjwt_would_write_for_the_same_signature() -> None:
     import jwt
 
-    KmsJwsSigner(StandInKms())  # type: ignore[arg-type]
-    # PyJWT's own decode still uses its real RSA algorithm, not ours.
-    from jwt.algorithms import RSAAlgorithm
+    # Given a KMS that answers with a fixed signature
+    kms = StandInKms(response={"KeyId": ARN, "Signature": b"fixed-signature"})
+    payload = b'{"sub":"svc","aud":"a"}'
 
-    assert isinstance(jwt.api_jws._jws_global_obj._algorithms["RS256"], RSAAlgorithm)
+    # When our signer and PyJWT's encoder (with an HMAC key, then its signature replaced)
+    # encode the same payload and header
+    ours = KmsJwsSigner(kms).sign(payload, KEY)  # type: ignore[arg-type]
+    theirs = jwt.api_jws.PyJWS().encode(payload, "k" * 32, "HS256", headers={"kid": "kid-1"})
+
+    # Then header and payload segments match byte for byte (alg aside), and the signing
+    # input KMS received a digest of is exactly the token's first two segments
+    our_header, our_payload, our_signature = ours.split(".")
+    their_header, their_payload, _ = theirs.split(".")
+    assert our_payload == their_payload
+    assert jwt.get_unverified_header(ours) == {"alg": "RS256", "kid": "kid-1", "typ": "JWT"}
+    assert jwt.utils.base64url_decode(our_header) == jwt.utils.base64url_decode(
+        their_header
+    ).replace(b"HS256", b"RS256")
+    assert jwt.utils.base64url_decode(our_signature) == b"fixed-signature"
+    (request,) = kms.requests
+    assert request["Message"] == ALGORITHMS["RS256"].digest(f"{our_header}.{our_payload}".encode())
