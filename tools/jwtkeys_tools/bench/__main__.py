@@ -11,7 +11,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ import jwt
 import requests
 from aws_lambda_powertools import Logger
 
+from infra.layers import runtime_interpreter
 from jwtkeys.client.invokers import LocalInvoker
 from jwtkeys.client.token_client import TokenClient
 from jwtkeys.clock import SimulatedClock
@@ -31,7 +31,7 @@ from jwtkeys.observability import MetricsRecorder
 from jwtkeys.signer.service import SignService
 from jwtkeys.verify.jwks_verifier import JwksVerifier, VerifierCounters
 from jwtkeys.verify.token import verify_token
-from jwtkeys_tools.bench.lambda_layout import stage_opt
+from jwtkeys_tools.bench.lambda_layout import lambda_filesystem
 from jwtkeys_tools.local.aws_endpoint import LocalAws
 from jwtkeys_tools.local.stack import LocalKeysetConfig, LocalStack
 
@@ -142,60 +142,58 @@ print((time.perf_counter() - started) * 1000, 0)
 
 
 def _fresh_interpreter(
-    code: str, env: dict[str, str], *args: str, flags: tuple[str, ...] = ()
+    code: str, env: dict[str, str], *args: str, python: list[str] | None = None
 ) -> tuple[float, float]:
+    command = [*(python or [sys.executable]), "-c", code, *args]
     output = subprocess.run(
-        [sys.executable, *flags, "-c", code, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
+        command, env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     return float(output[0]), float(output[1])
-
-
-def _lambda_env(env: dict[str, str], opt_python: Path) -> dict[str, str]:
-    """Only the staged layers on the path, as /opt/python is on Lambda's."""
-    return {**env, "PYTHONPATH": str(opt_python)}
 
 
 def bench_cold_start(aws: LocalAws, stack: LocalStack) -> dict[str, float]:
     """A fresh interpreter importing the sign handler vs importing boto3 + one KMS client.
 
-    Three ways: from this environment with its bytecode caches warm (what the bench
-    always reported), and as Lambda does it: `-S` (nothing but the staged layers on the
-    path), `-B` over a fresh copy of the layers without any `__pycache__` (Lambda's /opt
-    is read-only), once as the layers ship today and once with bytecode compiled by
-    this interpreter (what shipping bytecode for the runtime's exact Python would buy).
+    Interleaved: this venv with its bytecode caches written (the figure of earlier runs),
+    and Lambda's (`_lambda`): the runtime's Python over read-only copies of the staged
+    layers with the bytecode they ship, and without it (`_no_bytecode`: a pycache prefix
+    pointing at an empty folder hides the shipped pycs, as a layer without them would).
     """
     env = {**os.environ, **aws.env(), **stack.signer_env()}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # Lambda layers ship compiled bytecode too
     handler_path = str(ROOT / "functions" / "sign" / "handler.py")
     _fresh_interpreter(_COLD_SIGN, env, handler_path)  # writes the bytecode caches once
-    with tempfile.TemporaryDirectory(prefix="jwtkeys-opt-") as scratch:
-        plain = _lambda_env(env, stage_opt(Path(scratch) / "plain"))
-        compiled = _lambda_env(env, stage_opt(Path(scratch) / "compiled", bytecode=True))
-        lambda_flags = ("-S", "-B")
-        runs: dict[str, list[float]] = {"sign": [], "boto": [], "lambda": [], "bytecode": []}
-        rss = []
+    interpreter = str(runtime_interpreter()[0])
+    runs: dict[str, list[float]] = {}
+    rss: list[float] = []
+    with lambda_filesystem() as layout:
+        lambda_env = layout.environ(env)
+        handler = str(layout.handler)
+        # -S: Lambda's interpreter has no site-packages of this machine (nor its .pth files).
+        runtime = [interpreter, "-S", "-s"]
+        settings: dict[str, tuple[str, dict[str, str], list[str], list[str]]] = {
+            "sign_cold_import_ms": (_COLD_SIGN, env, [handler_path], [sys.executable]),
+            "boto3_import_ms": (_COLD_BOTO3, env, [], [sys.executable]),
+            "sign_cold_import_lambda_ms": (_COLD_SIGN, lambda_env, [handler], runtime),
+            "boto3_import_lambda_ms": (_COLD_BOTO3, lambda_env, [], runtime),
+            "sign_cold_import_lambda_no_bytecode_ms": (
+                _COLD_SIGN,
+                lambda_env,
+                [handler],
+                [*runtime, *layout.without_bytecode()],
+            ),
+        }
         for _ in range(COLD_RUNS):  # interleaved, so all see the same machine
-            elapsed, peak = _fresh_interpreter(_COLD_SIGN, env, handler_path)
-            runs["sign"].append(elapsed)
-            rss.append(peak)
-            runs["boto"].append(_fresh_interpreter(_COLD_BOTO3, env)[0])
-            runs["lambda"].append(
-                _fresh_interpreter(_COLD_SIGN, plain, handler_path, flags=lambda_flags)[0]
-            )
-            runs["bytecode"].append(
-                _fresh_interpreter(_COLD_SIGN, compiled, handler_path, flags=lambda_flags)[0]
-            )
-    medians = {name: statistics.median(samples) for name, samples in runs.items()}
-    return {
-        "sign_cold_import_ms": medians["sign"],
-        "boto3_import_ms": medians["boto"],
-        "sign_cold_import_ratio": medians["sign"] / medians["boto"],
-        "sign_cold_import_lambda_ms": medians["lambda"],
-        "sign_cold_import_lambda_bytecode_ms": medians["bytecode"],
+            for name, (code, run_env, args, python) in settings.items():
+                elapsed, peak = _fresh_interpreter(code, run_env, *args, python=python)
+                runs.setdefault(name, []).append(elapsed)
+                if name == "sign_cold_import_ms":
+                    rss.append(peak)
+    results = {name: statistics.median(samples) for name, samples in runs.items()}
+    return results | {
+        "sign_cold_import_ratio": results["sign_cold_import_ms"] / results["boto3_import_ms"],
+        "sign_cold_import_lambda_ratio": results["sign_cold_import_lambda_ms"]
+        / results["boto3_import_lambda_ms"],
         "sign_peak_rss_mb": max(rss),
     }
 

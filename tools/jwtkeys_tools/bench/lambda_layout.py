@@ -1,74 +1,70 @@
-"""A folder laid out like Lambda's /opt: the core layer and the dependency layer's code.
+"""A filesystem laid out like Lambda's for the signing function: /opt and /var/task.
 
-Lambda extracts layers read-only, so Python finds no `__pycache__` it can use or write
-and compiles every module it imports at every cold start, unless the layer ships
-bytecode for the runtime's exact Python. The dependency layer is built for arm64 (its
-compiled extensions cannot load here), so its packages are copied from this
-environment's installed distributions instead: the same pure-Python code, which is
-what compiling costs.
+Lambda extracts layers read-only into /opt, so Python can neither use nor write a
+`__pycache__` of its own there: the bytecode the layers ship is all a cold start gets.
+The layers are staged here by infra/layers.py exactly as for a deployment (bytecode
+compiled by the runtime's Python included), except that the dependency layer is built
+for this machine's CPU, since its native extensions must load here; its Python modules
+and their bytecode are the same as the arm64 layer's.
 """
 
 from __future__ import annotations
 
-import compileall
-import importlib.metadata as metadata
-import re
+import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from infra.constants import DEPS_REQUIREMENTS
-from infra.layers import stage_core_layer
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
+from infra.constants import FUNCTIONS_DIR
+from infra.layers import build_deps_layer, host_pip_platforms, stage_core_layer
 
 
-def _requirement_name(requirement: str) -> str | None:
-    if "extra ==" in requirement:
-        return None
-    match = _NAME.match(requirement.strip())
-    return match.group(0) if match else None
+@dataclass(frozen=True)
+class LambdaFilesystem:
+    """The read-only folders, and how to run the runtime's Python over them."""
+
+    opt: Path
+    task: Path
+
+    @property
+    def handler(self) -> Path:
+        return self.task / "handler.py"
+
+    def environ(self, base: dict[str, str]) -> dict[str, str]:
+        """`base` with only /opt/python on the path and no bytecode written, as on Lambda.
+
+        PYTHONDONTWRITEBYTECODE is what really keeps caches out: as root (the bench
+        may run so) the folders' read-only modes are not enforced.
+        """
+        kept = {key: value for key, value in base.items() if not key.startswith("PYTHON")}
+        return kept | {"PYTHONPATH": str(self.opt / "python"), "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def without_bytecode(self) -> list[str]:
+        """Interpreter options that hide the shipped bytecode (a prefix with none in it)."""
+        return ["-X", f"pycache_prefix={self.opt.parent / 'no-bytecode'}"]
 
 
-def dependency_closure(requirements: Path = DEPS_REQUIREMENTS) -> list[metadata.Distribution]:
-    """The installed distributions the dependency layer holds (its pins and their deps)."""
-    pending = [
-        name
-        for line in requirements.read_text().splitlines()
-        if (name := _requirement_name(line.split("#", 1)[0]))
-    ]
-    found: dict[str, metadata.Distribution] = {}
-    while pending:
-        distribution = metadata.distribution(pending.pop())
-        key = distribution.metadata["Name"].lower().replace("_", "-")
-        if key in found:
-            continue
-        found[key] = distribution
-        pending.extend(
-            name
-            for requirement in distribution.requires or []
-            if (name := _requirement_name(requirement))
-        )
-    return [found[key] for key in sorted(found)]
+def _set_folder_modes(root: Path, mode: int) -> None:
+    for folder, _, _ in os.walk(root):
+        Path(folder).chmod(mode)
 
 
-def stage_opt(target: Path, *, bytecode: bool = False) -> Path:
-    """Fill `target/python` as Lambda's /opt/python would be; return that folder.
-
-    Without `bytecode`, no .pyc anywhere (what the layers ship today); with it, every
-    module compiled by this interpreter, as a layer built with the runtime's Python
-    would ship them.
-    """
-    stage_core_layer(target)
-    python = target / "python"
-    for distribution in dependency_closure():
-        for file in distribution.files or []:
-            if file.parts[0] == ".." or "__pycache__" in file.parts or file.suffix == ".pyc":
-                continue  # console scripts outside site-packages; this machine's bytecode
-            source = Path(str(distribution.locate_file(file)))
-            if source.is_file():
-                destination = python / file
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, destination)
-    if bytecode:
-        compileall.compile_dir(python, quiet=1, workers=1)
-    return python
+@contextmanager
+def lambda_filesystem(function: str = "sign") -> Iterator[LambdaFilesystem]:
+    """Both layers staged into a scratch /opt and the function's code into /var/task."""
+    scratch = Path(tempfile.mkdtemp(prefix="jwtkeys-lambda-"))
+    layout = LambdaFilesystem(opt=scratch / "opt", task=scratch / "task")
+    try:
+        stage_core_layer(layout.opt)
+        build_deps_layer(layout.opt, platforms=host_pip_platforms())
+        layout.task.mkdir()
+        shutil.copy2(FUNCTIONS_DIR / function / "handler.py", layout.handler)
+        _set_folder_modes(layout.opt, 0o555)
+        _set_folder_modes(layout.task, 0o555)
+        yield layout
+    finally:
+        _set_folder_modes(scratch, 0o755)
+        shutil.rmtree(scratch, ignore_errors=True)
