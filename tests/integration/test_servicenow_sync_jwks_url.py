@@ -133,3 +133,18 @@ def test_jwks_url_mode_needs_the_cache_lifespan_in_the_policy(
     stack = make_stack(local_aws, servicenow_clock, servicenow_env(instance.emulator, secret))
     with pytest.raises(ConfigurationError, match="verifier_jwks_cache_lifespan"):
         make_trust(stack, jwks_url=stack.jwks_url)
+
+
+def test_a_switch_keeps_certificate_records_until_a_canary_passes_through_the_jwks(
+    jwks_stack: LocalStack, instance: Instance, servicenow_clock: SimulatedClock
+) -> None:
+    # Certificate mode first: the key is trusted through its certificate and map.
+    key = make_key(jwks_stack)
+    make_trust(jwks_stack).reconcile([key], servicenow_clock.now())
+    # The JWKS-URL switch cannot be proven (the key is not in any published JWKS), so the
+    # certificate-mode records stay and keep the instance trusting the key.
+    switching = make_trust(jwks_stack, jwks_url=jwks_stack.jwks_url)
+    report = switching.reconcile([key], servicenow_clock.now())
+    assert any("kept until a canary passes" in note for note in report.notes), report
+    assert len(instance.owned_rows("jwt_verifier_map")) == 1
+    assert _app(instance)["jwks_url"] == jwks_stack.jwks_url

@@ -298,8 +298,14 @@ class TrustSync:
         self._in_step = set(wanted)
         return report
 
-    def reconcile_jwks_url(self, jwks_url: str, cache_budget: int) -> TrustReport:
-        """JWKS-URL mode: the app trusts the published JWKS, so no certificates or maps.
+    def reconcile_jwks_url(
+        self,
+        jwks_url: str,
+        cache_budget: int,
+        switch_confirmed: Callable[[], bool] | None = None,
+    ) -> TrustReport:
+        """JWKS-URL mode: the app trusts the published JWKS, so no certificates or maps
+        (removed on a switch from certificate mode once `switch_confirmed()` says so).
 
         `cache_budget` is the policy's `verifier_jwks_cache_lifespan`: an instance that
         caches the JWKS longer could refuse a freshly promoted key, so that is an error.
@@ -337,8 +343,17 @@ class TrustSync:
                 report.notes.append(f"{JWKS_URL_FIELD} was changed by hand; set back")
             else:
                 report.created += 1
-        # Certificates and maps of an earlier certificate-mode set-up are ours to remove.
+        # Certificates and maps of an earlier certificate-mode set-up are ours to remove,
+        # but only once the new mode is proven (a canary through the JWKS URL): until
+        # then they keep the instance trusting the keys.
         owned = self.owned()
+        if (owned.verifiers or owned.certificates) and not (
+            switch_confirmed is None or switch_confirmed()
+        ):
+            report.notes.append(
+                "certificate-mode records kept until a canary passes through the JWKS URL"
+            )
+            return report
         for kid, records in owned.verifiers.items():
             report.removed += self._delete_all(VERIFIER_TABLE, kid, records)
         for kid, records in owned.certificates.items():

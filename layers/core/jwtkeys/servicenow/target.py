@@ -30,7 +30,7 @@ from jwtkeys.errors import (
     SessionsNotEnded,
     TrustNotConfirmed,
 )
-from jwtkeys.keys.key_state import ManagedKey
+from jwtkeys.keys.key_state import KeyState, ManagedKey
 from jwtkeys.keys.kms_signer import KmsJwsSigner, KmsKeyRef
 from jwtkeys.names import servicenow_record_name
 from jwtkeys.servicenow.certificates import (
@@ -181,7 +181,11 @@ class ServiceNowTrustTarget:
         """Make the trusted set exactly `keys`; idempotent; raises ServiceNowError on failure."""
         if self.jwks_url is not None:
             # The JWKS itself is the trusted set: the keeper has just published `keys`.
-            return self.sync.reconcile_jwks_url(self.jwks_url, self._jwks_cache_budget)
+            return self.sync.reconcile_jwks_url(
+                self.jwks_url,
+                self._jwks_cache_budget,
+                switch_confirmed=lambda: self._canary_passes(keys, now),
+            )
         return self.sync.reconcile(keys, now)
 
     def confirm(self, key: ManagedKey, now: float) -> None:
@@ -291,6 +295,21 @@ class ServiceNowTrustTarget:
     def trusted_kids(self) -> set[str]:
         """The kids ServiceNow holds an owned verifier map for (for audits and tests)."""
         return self.sync.trusted_kids()
+
+    def _canary_passes(self, keys: Sequence[ManagedKey], now: float) -> bool:
+        """A mode switch's proof: a canary of the current key (else the newest) exchanged
+        in the new mode. Without a canary subject there is nothing to prove it with."""
+        subject = self.settings.canary_subject
+        if not subject or not keys:
+            return True
+        current = [key for key in keys if key.state is KeyState.CURRENT]
+        key = current[0] if current else keys[-1]
+        try:
+            self._canary(key, now, subject)
+        except TrustNotConfirmed as refused:
+            LOGGER.warning("mode switch not yet proven", extra={"error": str(refused)})
+            return False
+        return True
 
     # -- the promotion gate -------------------------------------------------------------
 
