@@ -52,6 +52,10 @@ def _left_on_endpoint(aws: LocalAws, keyset: str) -> list[str]:
     left += [b["Name"] for b in s3.list_buckets()["Buckets"] if keyset in b["Name"]]
     groups = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/jwtkeys-{keyset}")
     left += [g["logGroupName"] for g in groups["logGroups"]]
+    aliases = kms.list_aliases()["Aliases"]
+    left += [
+        a["AliasName"] for a in aliases if a["AliasName"].startswith(f"alias/jwtkeys/{keyset}/")
+    ]
     alarms = cloudwatch.describe_alarms(AlarmNamePrefix=f"jwtkeys-{keyset}-")["MetricAlarms"]
     left += [a["AlarmName"] for a in alarms]
     for key in kms.list_keys()["Keys"]:
@@ -98,6 +102,7 @@ def test_a_dry_run_passes_every_step_and_leaves_nothing(local_aws: LocalAws) -> 
     listing = out.getvalue()
     # The inventory names what the keeper made at run time, not only the stack.
     assert listing.count("AWS::KMS::Key ") == 3
+    assert f"AWS::KMS::Alias {names.current_alias(config.keyset)}" in listing
     assert f"AWS::S3::Object jwtkeys-{config.keyset}-jwks/{names.JWKS_OBJECT_KEY}" in listing
     assert "pending deletion" in listing
     assert _keyset_keys(local_aws, config.keyset) == 3

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 # Resource types the suite lists beside the stack's own (made at run time, not by
 # CloudFormation): the keeper's KMS keys and the objects it wrote.
 KMS_KEY = "AWS::KMS::Key"
+KMS_ALIAS = "AWS::KMS::Alias"
 S3_OBJECT = "AWS::S3::Object"
 S3_BUCKET = "AWS::S3::Bucket"
 LOG_GROUP = "AWS::Logs::LogGroup"

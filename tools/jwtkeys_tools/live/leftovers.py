@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from jwtkeys_tools.live.context import (
     ALARM,
+    KMS_ALIAS,
     KMS_KEY,
     LOG_GROUP,
     S3_BUCKET,
@@ -61,6 +62,13 @@ def _kms_key(client: ClientFactory, resource: Resource) -> Answer:
     if state == "PendingDeletion":
         return True, "KMS keys are pending deletion: the most AWS allows before the window ends"
     return False, f"key state {state}"
+
+
+def _kms_alias(client: ClientFactory, resource: Resource) -> Answer:
+    for page in client("kms").get_paginator("list_aliases").paginate():
+        if any(a["AliasName"] == resource.physical_id for a in page.get("Aliases", [])):
+            return False, "the alias exists"
+    return True, ""
 
 
 def _bucket(client: ClientFactory, resource: Resource) -> Answer:
@@ -145,6 +153,7 @@ _UNREADABLE = frozenset(
 
 _CHECKS: dict[str, Callable[[ClientFactory, Resource], Answer]] = {
     KMS_KEY: _kms_key,
+    KMS_ALIAS: _kms_alias,
     S3_BUCKET: _bucket,
     S3_OBJECT: _object,
     LOG_GROUP: _log_group,

@@ -21,6 +21,7 @@ from jwtkeys.client import FunctionUrlInvoker, LambdaInvoker
 from jwtkeys.verify.jwks_source import load_jwks
 from jwtkeys.verify.token import verify_token
 from jwtkeys_tools.live.context import (
+    KMS_ALIAS,
     KMS_KEY,
     LOG_GROUP,
     S3_BUCKET,
@@ -152,6 +153,7 @@ def inventory(context: LiveContext) -> str:
     """List what the run created: the stack's resources and what the keeper made."""
     created = list(context.deployer.stack_resources())
     created += [Resource(KMS_KEY, key_id) for key_id in _keyset_keys(context)]
+    created += [Resource(KMS_ALIAS, alias) for alias in _keyset_aliases(context)]
     bucket = context.outputs.get("BucketName")
     if bucket:
         created += [
@@ -239,6 +241,18 @@ def _keyset_keys(context: LiveContext) -> list[str]:
         ):
             found.append(key_id)
     return found
+
+
+def _keyset_aliases(context: LiveContext) -> list[str]:
+    """The keeper's aliases of this keyset (alias/jwtkeys/<keyset>/...)."""
+    prefix = names.alias_prefix(context.plan.keyset)
+    kms = context.deployer.client("kms")
+    return [
+        alias["AliasName"]
+        for page in kms.get_paginator("list_aliases").paginate()
+        for alias in page.get("Aliases", [])
+        if alias["AliasName"].startswith(prefix)
+    ]
 
 
 def _all_keys(kms: Any) -> Iterator[str]:
