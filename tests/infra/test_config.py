@@ -334,3 +334,13 @@ def test_a_suffix_that_would_make_the_keyset_too_long_is_refused() -> None:
 
     with pytest.raises(ConfigurationError, match="jwtkeys:suffix: keyset name"):
         select_stacks(load_stacks(context), "dev", "abcdef")
+
+
+def test_the_cdk_app_builds_only_the_suffixed_stage_from_command_line_context() -> None:
+    # What `cdk deploy -c jwtkeys:stage=dev -c jwtkeys:suffix=ab12` hands the app.
+    context = {**cdk_json_context(), "jwtkeys:stage": "dev", "jwtkeys:suffix": "ab12"}
+
+    stacks = build_app(App(context=context))
+
+    assert [stack.stack_name for stack in stacks] == ["jwtkeys-servicenow-dev-ab12"]
+    assert stacks[0].config.keyset == "servicenow-dev-ab12"
