@@ -89,7 +89,8 @@ class CdkDeployer:
         return dict(outputs.get(name, {}))
 
     def client(self, service: str) -> Any:
-        return self._session.client(service)
+        # The stage's Region when cdk.json pins one (where cdk deploys it), else the session's.
+        return self._session.client(service, region_name=self._config.region)
 
     def function_url_credentials(self) -> Any:
         return self._session.get_credentials()
