@@ -241,6 +241,14 @@ class Monitoring(Construct):
                 threshold=1,
             ),
             AlarmSpec(
+                "state-tampering",
+                "The keeper found its state in the bucket not as it wrote it: a registry entry"
+                " KMS does not vouch for, a served JWKS it did not write, a forged lease or"
+                " decommission flag.",
+                self._keeper_metric(catalog.STATE_TAMPERING, "Sum"),
+                threshold=1,
+            ),
+            AlarmSpec(
                 "keeper-throttled",
                 "Keeper invocations are throttled (account concurrency or its own reservation).",
                 keeper.metric_throttles(statistic="Sum", period=_seconds(period)),

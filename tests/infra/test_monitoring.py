@@ -36,6 +36,7 @@ KEEPER_ALARMS: dict[str, tuple[set[tuple[str, str, str]], float, str]] = {
     "keeper-not-running": ({("jwtkeys", "KeeperTicks", "Sum")}, 1, LT),
     "jwks-drift": ({("jwtkeys", "JwksDrift", "Maximum")}, 1, GTE),
     "key-tampering": ({("jwtkeys", "ForeignKeyActivity", "Sum")}, 1, GTE),
+    "state-tampering": ({("jwtkeys", "StateTampering", "Sum")}, 1, GTE),
     "keeper-throttled": (
         {("AWS/Lambda", "Throttles", "Sum")},
         constants.KEEPER_THROTTLES_PER_PERIOD,

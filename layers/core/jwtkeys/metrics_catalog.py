@@ -68,6 +68,8 @@ CURRENT_KEY_AGE_SECONDS = _keeper("CurrentKeyAgeSeconds", "Seconds")
 NEXT_KEY_PUBLISHED_SECONDS = _keeper("NextKeyPublishedSeconds", "Seconds")
 PUBLISHED_KEYS = _keeper("PublishedKeys")
 JWKS_DRIFT = _keeper("JwksDrift")
+# Keeper state in the bucket that is not what the keeper wrote (trust_anchor.Tampering).
+STATE_TAMPERING = _keeper("StateTampering")
 SERVICENOW_SYNC_FAILURES = _keeper("ServiceNowSyncFailures")
 SERVICENOW_DRIFT = _keeper("ServiceNowDrift")
 CANARY_EXCHANGE_FAILURES = _keeper("CanaryExchangeFailures")
@@ -110,6 +112,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     JWKS_DRIFT,
     KMS_EVENTS_INSPECTED,
     FOREIGN_KEY_ACTIVITY,
+    STATE_TAMPERING,
     SERVICENOW_SYNC_FAILURES,
     SERVICENOW_DRIFT,
     CANARY_EXCHANGE_FAILURES,

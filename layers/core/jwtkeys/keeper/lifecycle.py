@@ -25,6 +25,7 @@ from jwtkeys.keeper.nonce_adoption import NonceAdoption
 from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.keeper.state_store import Lease, Registry, RegistryStore
 from jwtkeys.keeper.tick import TickReport, TickState
+from jwtkeys.keeper.trust_anchor import Tampering, TrustAnchor
 from jwtkeys.keys.key_state import KeyState, ManagedKey
 from jwtkeys.keys.key_store import KeyStore
 from jwtkeys.trust.target import TrustTarget
@@ -82,6 +83,7 @@ class KeyLifecycle:
         self._revoke_sessions = revoke_sessions
         self._adoption = NonceAdoption(key_store, registry_store)
         self._audit = Audit(publisher, policy, clock)
+        self._anchor = TrustAnchor(key_store)
 
     @property
     def trust(self) -> TrustTarget:
@@ -124,7 +126,7 @@ class KeyLifecycle:
     def load_view(self) -> KeysetView:
         """Read-only view for `status`: registry, keys, alias target, published JWKS."""
         registry = self._registry.load()
-        keys = self._load_keys(registry)
+        keys = self._load_keys(registry, [])
         return KeysetView(
             registry=registry,
             keys=keys,
@@ -161,23 +163,33 @@ class KeyLifecycle:
             return
         tick = TickState(
             registry=registry,
-            keys=self._load_keys(registry),
+            keys=self._load_keys(registry, report.tampering),
             alias_target=self._keys.alias_target(),
             origin=self._publisher.read_origin(),
             report=report,
         )
+        if any(finding.repaired for finding in report.tampering):
+            self._registry.save(registry)  # KMS's public keys back in the registry
         body(tick)
         if not registry.decommissioned:
             self._audit.run(tick)
 
-    def _load_keys(self, registry: Registry) -> list[ManagedKey]:
+    def _load_keys(self, registry: Registry, tampering: list[Tampering]) -> list[ManagedKey]:
+        """The registered keys KMS vouches for (trust_anchor.py); the others are reported
+        in `tampering` and left out, so they are never published nor trusted."""
         keys = []
         for entry in list(registry.keys):
             key = self._keys.load(entry.arn, entry.jwk)
+            finding = (
+                self._anchor.check_absent(entry) if key is None else self._anchor.check(entry, key)
+            )
+            if finding is not None:
+                tampering.append(finding)
+                if finding.repaired and key is not None:
+                    keys.append(key)  # its forged JWK was replaced by KMS's: still ours
+                continue
             if key is None:
-                self._log.warning(
-                    "registered key is gone or no longer ours", extra={"arn": entry.arn}
-                )
+                self._log.warning("registered key is gone", extra={"arn": entry.arn})
                 continue
             keys.append(key)
         return keys
@@ -229,14 +241,25 @@ class KeyLifecycle:
             return
         registry = tick.registry
         arn = self._adoption.recover(registry)
+        refused = None if arn is None else self._anchor.check_key(arn)
+        if refused is not None:
+            # A key carrying our nonce but not the keeper's spec or policy was not made by
+            # the lost CreateKey: never adopted; a new key with a new nonce is made.
+            tick.report.tampering.append(refused)
+            registry.intent_nonce = None
+            arn = None
         if arn is None:
             arn = self._keys.create_key(self._adoption.announce(registry), self._clock.now())
-        jwk = self._adoption.register(registry, arn).jwk
-        self._keys.set_tags(arn, {names.TAG_KID: jwk["kid"]})
+        entry = self._adoption.register(registry, arn)
+        self._keys.set_tags(arn, {names.TAG_KID: entry.kid})
         self._registry.save(registry)
-        key = self._keys.load(arn, jwk)
+        key = self._keys.load(arn, entry.jwk)
         if key is None:
             raise LifecycleError(f"the key just created ({arn}) does not carry the keyset's tags")
+        # Checked now, while it is new: later ticks find it in the anchor's cache.
+        finding = self._anchor.check(entry, key)
+        if finding is not None:
+            raise LifecycleError(f"the key just created ({arn}): {finding.detail}")
         tick.keys.append(key)
         tick.report.created.append(key.kid)
         self._log.info(

@@ -166,6 +166,9 @@ class KeeperService:
     def _record(self, report: TickReport) -> None:
         add = self._metrics.add
         add(catalog.ROTATION_FAILURES, 0)
+        add(catalog.STATE_TAMPERING, len(report.tampering))
+        for finding in report.tampering:
+            self._log.error("keeper state tampered with", extra=finding.to_summary())
         if report.skipped:
             return
         add(catalog.KEYS_CREATED, len(report.created))

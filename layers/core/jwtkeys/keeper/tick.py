@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jwtkeys.keeper.state_store import Registry
+from jwtkeys.keeper.trust_anchor import Tampering
 from jwtkeys.keys.key_state import KeyState, ManagedKey
 from jwtkeys.trust.target import TrustReport
 
@@ -34,6 +35,8 @@ class TickReport:
     current_key_age: float | None = None
     next_key_published_for: float | None = None
     published_keys: int = 0
+    # Keeper state that is not what the keeper wrote (registry, JWKS, lease, flags).
+    tampering: list[Tampering] = field(default_factory=list)
 
     def to_summary(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
@@ -59,6 +62,8 @@ class TickReport:
             summary["trust_error"] = self.trust_error
         if self.sessions_not_ended:
             summary["sessions_not_ended"] = self.sessions_not_ended
+        if self.tampering:
+            summary["tampering"] = [finding.to_summary() for finding in self.tampering]
         return summary
 
 

@@ -81,6 +81,26 @@ ACCOUNT_ADMINISTRATION_ACTIONS = (
 )
 
 
+# The account statement of keys created before that change (kms:Create* included
+# kms:CreateGrant); accepted on existing keys so an upgrade does not disown them.
+_EARLIER_ACCOUNT_ACTIONS = (
+    "kms:Create*",
+    "kms:Describe*",
+    "kms:Enable*",
+    "kms:List*",
+    "kms:Put*",
+    "kms:Update*",
+    "kms:Revoke*",
+    "kms:Disable*",
+    "kms:Get*",
+    "kms:Delete*",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+)
+
+
 def key_policy(
     algorithm: SigningAlgorithm,
     signer_role_arn: str,
@@ -200,6 +220,29 @@ class KeyStore:
             ],
         )
         return response["KeyMetadata"]["Arn"]
+
+    def accepted_policies(self) -> list[dict[str, Any]]:
+        """The key policies a keyset key may carry: today's, and the one keys created
+        before kms:CreateGrant was taken from the account (they leave at retirement)."""
+        current = self.key_policy()
+        earlier = json.loads(json.dumps(current))
+        earlier["Statement"][0]["Action"] = list(_EARLIER_ACCOUNT_ACTIONS)
+        return [current, earlier]
+
+    def policy_of(self, arn: str) -> dict[str, Any]:
+        """The key's policy as KMS holds it."""
+        policy = self._kms.get_key_policy(KeyId=arn, PolicyName="default")["Policy"]
+        parsed: dict[str, Any] = json.loads(policy)
+        return parsed
+
+    def shape(self, arn: str) -> tuple[str, str, str]:
+        """(KeySpec, KeyUsage, Origin): fixed for a key's life."""
+        metadata = self._kms.describe_key(KeyId=arn)["KeyMetadata"]
+        return (
+            str(metadata.get("KeySpec", "")),
+            str(metadata.get("KeyUsage", "")),
+            str(metadata.get("Origin", "")),
+        )
 
     def public_jwk(self, arn: str) -> dict[str, str]:
         """The key's public JWK (kid = RFC 7638 thumbprint) from GetPublicKey."""
