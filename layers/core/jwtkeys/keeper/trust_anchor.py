@@ -75,7 +75,14 @@ class TrustAnchor:
         """None when the key is one the keeper could have made (spec, usage, origin, policy)."""
         if arn in self._sound:
             return None
-        shape = self._keys.shape(arn)
+        try:
+            shape = self._keys.shape(arn)
+            policy = self._keys.policy_of(arn)
+        except ClientError as error:
+            if aws_error_code(error) != "AccessDeniedException":
+                raise
+            # The keeper may read every key it made: one it may not read is someone else's.
+            return self._untrusted(arn, "the keeper may not read the key")
         expected = (self._keys.key_spec, "SIGN_VERIFY", "AWS_KMS")
         if shape != expected:
             return self._untrusted(
@@ -83,7 +90,7 @@ class TrustAnchor:
                 f"KMS says spec/usage/origin {'/'.join(shape)}, the keyset's keys are"
                 f" {'/'.join(expected)}",
             )
-        if self._keys.policy_of(arn) not in self._keys.accepted_policies():
+        if policy not in self._keys.accepted_policies():
             return self._untrusted(arn, "its key policy is not the one the keeper sets")
         self._sound.add(arn)
         return None
@@ -95,7 +102,9 @@ class TrustAnchor:
         except ClientError as error:
             if aws_error_code(error) == "NotFoundException":
                 return None
-            raise
+            if aws_error_code(error) != "AccessDeniedException":
+                raise
+            return self._untrusted(entry.arn, "the keeper may not read the key's tags")
         return self._untrusted(
             entry.arn,
             f"the key is tagged for keyset {tags.get(names.TAG_KEYSET)!r},"
