@@ -10,7 +10,7 @@ from aws_lambda_powertools import Logger
 
 from jwtkeys import servicenow
 from jwtkeys.clock import SystemClock
-from jwtkeys.keeper.service import KeeperClients, KeeperService
+from jwtkeys.keeper.service import CREATE_KEY_CONFIG, KeeperClients, KeeperService
 from jwtkeys.metrics_catalog import KEEPER_SERVICE
 from jwtkeys.observability import MetricsRecorder, lambda_log_level
 from jwtkeys.settings import KeeperSettings
@@ -25,6 +25,7 @@ service = KeeperService.create(
         kms=boto3.client("kms"),
         s3=boto3.client("s3"),
         sts=boto3.client("sts"),
+        kms_create=boto3.client("kms", config=CREATE_KEY_CONFIG),
         cloudfront=boto3.client("cloudfront") if settings.distribution_id else None,
     ),
     SystemClock(),

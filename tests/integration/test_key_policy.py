@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from jwtkeys.errors import LifecycleError
+from jwtkeys.keeper.service import CREATE_KEY_CONFIG
 from jwtkeys.keys.algorithms import algorithm_named
 from jwtkeys.keys.key_store import KeyStore
 from jwtkeys_tools.local.aws_endpoint import LocalAws
@@ -22,6 +23,7 @@ def _store(local_aws: LocalAws, *, sts_region: str = "us-east-1", keeper: str = 
     return KeyStore(
         local_aws.client("kms"),
         local_aws.client("sts", region_name=sts_region),
+        local_aws.client("kms", config=CREATE_KEY_CONFIG),
         "test",
         algorithm_named("RS256"),
         "RSA_2048",

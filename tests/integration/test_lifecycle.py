@@ -18,7 +18,7 @@ from jwtkeys.errors import InvalidRequest, LeaseHeld, UnsafePolicy
 from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.keeper.service import KeeperService
 from jwtkeys.keeper.state_store import Lease
-from jwtkeys.timestamps import from_iso
+from jwtkeys.timestamps import from_iso, to_iso
 from jwtkeys_tools.local.invariants import IssuedRecord, check_invariants, keyset_keys, served_kids
 from jwtkeys_tools.local.stack import LocalStack
 
@@ -325,3 +325,49 @@ def test_a_held_lease_skips_a_tick_quietly_but_refuses_an_operator_action(
     # Once the other tick's lease expires, the next tick proceeds.
     clock.advance(241)
     assert "skipped" not in _tick(keeper)
+
+
+def test_keys_beyond_the_one_adopted_under_a_nonce_are_disposed_of(stack: LocalStack) -> None:
+    keeper = stack.keeper_service()
+    _tick(keeper)
+    # A CreateKey retried outside the keeper's control made two keys under one nonce,
+    # and neither answer arrived: the registry lists neither, its intent nonce is set.
+    standby = next(
+        arn for arn, tags in keyset_keys(stack).items() if tags[names.TAG_STATE] == "next"
+    )
+    tags = stack.kms.list_resource_tags(KeyId=standby)["Tags"]
+    policy = stack.kms.get_key_policy(KeyId=standby, PolicyName="default")["Policy"]
+    twin = stack.kms.create_key(
+        KeySpec=stack.config.policy.key_spec,
+        KeyUsage="SIGN_VERIFY",
+        Policy=policy,
+        Tags=[
+            # Made a second later than the first (the retry came after).
+            {"TagKey": names.TAG_CREATED_AT, "TagValue": to_iso(from_iso(tag["TagValue"]) + 1)}
+            if tag["TagKey"] == names.TAG_CREATED_AT
+            else tag
+            for tag in tags
+            if tag["TagKey"] != names.TAG_KID
+        ],
+    )["KeyMetadata"]["Arn"]
+    registry = json.loads(
+        stack.s3.get_object(Bucket=stack.config.bucket, Key="state/registry.json")["Body"].read()
+    )
+    registry["keys"] = [entry for entry in registry["keys"] if entry["arn"] != standby]
+    registry["intent_nonce"] = next(t["TagValue"] for t in tags if t["TagKey"] == names.TAG_NONCE)
+    stack.s3.put_object(
+        Bucket=stack.config.bucket, Key="state/registry.json", Body=json.dumps(registry)
+    )
+    summary = _tick(keeper)
+    # The oldest is adopted as the standby key; the twin is disposed of, never published.
+    assert len(summary["created"]) == 1
+    assert len(summary["disposed"]) == 1
+    assert any("intent nonce" in warning for warning in summary["warnings"])
+    keys = keyset_keys(stack)
+    assert twin in keys
+    assert standby in keys
+    assert keys[twin]["kms:state"] == "PendingDeletion"
+    assert keys[twin][names.TAG_STATE] == "retired"
+    assert keys[standby][names.TAG_STATE] == "next"
+    assert keys[twin][names.TAG_KID] not in served_kids(stack)
+    check_invariants(stack)

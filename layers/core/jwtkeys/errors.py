@@ -89,6 +89,43 @@ class TrustNotConfirmed(LifecycleError):
     code = "TrustNotConfirmed"
 
 
+class AwsCallFailed(JwtKeysError):
+    """An AWS call failed (an error answer, throttling, a lost connection or answer).
+
+    The message is one line for an operator: the call and its error code, what changed
+    before it failed, and what to do; the attributes carry the same for logs.
+    """
+
+    code = "AwsCallFailed"
+
+    def __init__(
+        self,
+        operation: str,
+        error_code: str,
+        changed: str = "nothing was changed",
+        advice: str = "retry",
+    ) -> None:
+        super().__init__(f"{operation} failed ({error_code}); {changed}; {advice}")
+        self.operation = operation
+        self.error_code = error_code
+        self.changed = changed
+        self.advice = advice
+
+    def with_context(self, changed: str, advice: str) -> AwsCallFailed:
+        """The same failure, told with what the action had changed and what to do now."""
+        return AwsCallFailed(self.operation, self.error_code, changed, advice)
+
+    def details(self) -> dict[str, str]:
+        """The failure in structured form (logs, the keeper's answer)."""
+        return {
+            "error": self.code,
+            "operation": self.operation,
+            "aws_error_code": self.error_code,
+            "changed": self.changed,
+            "advice": self.advice,
+        }
+
+
 class ServiceNowError(JwtKeysError):
     """ServiceNow refused or failed a request; the message names the table and status."""
 

@@ -38,7 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    kid = None
+    try:
+        if arguments[:1] == ["revoke"]:
+            # A kid may begin with "-": revoke reads it before argparse could take it for
+            # an option.
+            from jwtkeys_tools.cli.actions import take_kid
+
+            rest, kid = take_kid(arguments[1:])
+            arguments = ["revoke", *rest]
+    except ConfigurationError as error:
+        print(f"jwtkeys revoke: {error}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(arguments)
+    if args.command == "revoke":
+        args.kid = kid
     try:
         exit_code: int = args.run(args)
     except ConfigurationError as error:
@@ -48,7 +63,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JwtKeysError as error:
         print(f"jwtkeys {args.command}: {error.code}: {error}", file=sys.stderr)
         return 1
+    except Exception as error:
+        failure = _aws_failure(error)
+        if failure is None:
+            raise
+        # An AWS outage during a read (status, jwks): one line, never a traceback.
+        print(f"jwtkeys {args.command}: {failure.code}: {failure}", file=sys.stderr)
+        return 1
     return exit_code
+
+
+def _aws_failure(error: Exception) -> JwtKeysError | None:
+    if "botocore" not in sys.modules:
+        return None  # botocore never loaded: this cannot be one of its errors
+    from jwtkeys.aws_failures import translate
+
+    return translate(error)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import json
 import sys
 from typing import Any
 
+from jwtkeys.errors import ConfigurationError
 from jwtkeys_tools.cli.target import add_target_arguments, resolve_target
 
 
@@ -24,10 +25,22 @@ def register(subparsers: Any) -> None:
     add_target_arguments(rotate)
     rotate.set_defaults(run=run_rotate)
 
-    revoke = subparsers.add_parser("revoke", help="emergency: unpublish, untrust and disable a key")
-    revoke.add_argument("kid")
+    revoke = subparsers.add_parser(
+        "revoke",
+        help="emergency: unpublish, untrust and disable a key",
+        description="A kid may begin with '-' (base64url): it is taken as given, never as an"
+        " option, whether written as KID or as --kid KID.",
+    )
+    # take_kid() pulls the kid out of the command line before argparse sees it, so a kid
+    # such as "-hX3..." is never read as an option; these two only document the forms.
+    revoke.add_argument("kid", nargs="?", metavar="KID", help="the kid of the key to revoke")
+    revoke.add_argument(KID_OPTION, dest="kid_option", metavar="KID", help="the same, as an option")
     add_target_arguments(revoke)
     revoke.set_defaults(run=run_revoke)
+    for action in revoke._actions:
+        if action.dest not in ("kid", "kid_option"):
+            known = _REVOKE_FLAGS if action.nargs == 0 else _REVOKE_VALUE_OPTIONS
+            known.update(action.option_strings)
 
     decommission = subparsers.add_parser(
         "decommission", help="remove the keyset from every verifier and delete its keys"
@@ -39,6 +52,39 @@ def register(subparsers: Any) -> None:
     jwks = subparsers.add_parser("jwks", help="print the published JWKS")
     add_target_arguments(jwks)
     jwks.set_defaults(run=run_jwks)
+
+
+KID_OPTION = "--kid"
+END_OF_OPTIONS = "--"
+# revoke's own options (filled in by register): flags, and options that take a value.
+_REVOKE_FLAGS: set[str] = set()
+_REVOKE_VALUE_OPTIONS: set[str] = set()
+
+
+def take_kid(argv: list[str]) -> tuple[list[str], str | None]:
+    """Split `revoke`'s arguments into the rest and the kid, read as given.
+
+    Every token that is not one of revoke's options (or an option's value) is the kid,
+    whatever it begins with; `--kid X` and `--kid=X` name it explicitly.
+    """
+    rest: list[str] = []
+    kids: list[str] = []
+    words = iter(argv)
+    for word in words:
+        option = word.split("=", 1)[0] if word.startswith("--") else word
+        if word == KID_OPTION:
+            kids.append(next(words, ""))
+        elif option == KID_OPTION:
+            kids.append(word.removeprefix(f"{KID_OPTION}="))
+        elif word in _REVOKE_VALUE_OPTIONS:
+            rest += [word, next(words, "")]
+        elif option in _REVOKE_VALUE_OPTIONS or word in _REVOKE_FLAGS:
+            rest.append(word)
+        elif word != END_OF_OPTIONS:
+            kids.append(word)
+    if len(kids) > 1:
+        raise ConfigurationError(f"revoke takes one kid, got {len(kids)}: {' '.join(kids)}")
+    return rest, kids[0] if kids else None
 
 
 def _report(summary: dict[str, Any]) -> int:
@@ -53,6 +99,8 @@ def run_rotate(args: argparse.Namespace) -> int:
 
 
 def run_revoke(args: argparse.Namespace) -> int:
+    if not args.kid:
+        raise ConfigurationError("revoke needs the kid of the key to revoke (KID or --kid KID)")
     return _report(resolve_target(args).act({"action": "revoke", "kid": args.kid}))
 
 

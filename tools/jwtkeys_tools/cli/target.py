@@ -12,7 +12,7 @@ from typing import Any
 from jwtkeys import servicenow
 from jwtkeys.clock import SystemClock
 from jwtkeys.errors import ConfigurationError, InvalidRequest, JwtKeysError
-from jwtkeys.keeper.service import KeeperClients, KeeperService
+from jwtkeys.keeper.service import CREATE_KEY_CONFIG, KeeperClients, KeeperService
 from jwtkeys.metrics_catalog import KEEPER_SERVICE
 from jwtkeys.settings import KeeperSettings
 
@@ -119,6 +119,14 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     add_show_metrics_argument(parser)
 
 
+class KeeperFunctionFailed(JwtKeysError):
+    """The deployed keeper function failed; its error type and one-line message."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.code = error_type
+
+
 class OperatorTarget:
     """A keyset operators act on; mutating actions always go through the keeper."""
 
@@ -145,7 +153,10 @@ class OperatorTarget:
             self._service = KeeperService.create(
                 settings,
                 KeeperClients(
-                    kms=boto3.client("kms"), s3=boto3.client("s3"), sts=boto3.client("sts")
+                    kms=boto3.client("kms"),
+                    s3=boto3.client("s3"),
+                    sts=boto3.client("sts"),
+                    kms_create=boto3.client("kms", config=CREATE_KEY_CONFIG),
                 ),
                 SystemClock(),
                 trust_factory=servicenow.trust_target,
@@ -158,21 +169,27 @@ class OperatorTarget:
         if self._function is None:
             return self.keeper().handle(event)
         import boto3
-        from botocore.exceptions import BotoCoreError, ClientError
+
+        from jwtkeys.aws_failures import AWS_FAILURES, name_failed_calls, translate
 
         try:
-            response = boto3.client("lambda").invoke(
+            response = name_failed_calls(boto3.client("lambda")).invoke(
                 FunctionName=self._function, Payload=json.dumps(event).encode()
             )
-        except (BotoCoreError, ClientError) as error:
-            raise JwtKeysError(f"cannot invoke the keeper {self._function}: {error}") from None
+        except AWS_FAILURES as error:
+            failure = translate(error)
+            assert failure is not None
+            # A lost answer may hide a keeper run that went ahead.
+            raise failure.with_context(
+                "the keeper may or may not have run (see `jwtkeys status`)", "retry"
+            ) from None
         answer = json.loads(response["Payload"].read() or b"null")
         if response.get("FunctionError"):
             error_type = answer.get("errorType", "Error") if isinstance(answer, dict) else "Error"
             message = answer.get("errorMessage", "") if isinstance(answer, dict) else str(answer)
             if error_type == "InvalidRequest":
                 raise InvalidRequest("refused", message)
-            raise JwtKeysError(f"the keeper failed: {error_type}: {message}")
+            raise KeeperFunctionFailed(error_type, message)
         return dict(answer)
 
 
@@ -180,14 +197,19 @@ def resolve_target(args: argparse.Namespace) -> OperatorTarget:
     """The deployed keeper when named, else the local stack; ConfigurationError otherwise."""
     if args.keeper_function and not args.local:
         import boto3
-        from botocore.exceptions import BotoCoreError, ClientError
+
+        from jwtkeys.aws_failures import AWS_FAILURES, name_failed_calls, translate
 
         try:
-            configuration = boto3.client("lambda").get_function_configuration(
+            configuration = name_failed_calls(boto3.client("lambda")).get_function_configuration(
                 FunctionName=args.keeper_function
             )
-        except (BotoCoreError, ClientError) as error:
-            raise JwtKeysError(f"cannot read the keeper {args.keeper_function}: {error}") from None
+        except AWS_FAILURES as error:
+            failure = translate(error)
+            assert failure is not None
+            raise failure.with_context(
+                f"nothing was changed (reading the keeper {args.keeper_function})", "retry"
+            ) from None
         env = dict(configuration.get("Environment", {}).get("Variables", {}))
         return OperatorTarget(env, args.keeper_function)
     if not args.local and not local_state_path().exists():

@@ -33,7 +33,8 @@ from jwtkeys.errors import JwtKeysError
 
 __all__ = ["CONTROL_PREFIX", "FAULT_KINDS", "LocalAws", "LocalAwsError"]
 
-FAULT_KINDS = frozenset({"connection", "throttle", "http500"})
+# "lost": the request is applied, then the connection drops before the answer is sent.
+FAULT_KINDS = frozenset({"connection", "throttle", "http500", "lost"})
 # Control requests live under this path on the main endpoint; never counted or faulted.
 CONTROL_PREFIX = "/_jwtkeys/"
 _START_TIMEOUT_S = 30.0
@@ -260,7 +261,8 @@ class LocalAws:
         """Let `after` matching requests through, then fail `count` (None: all until cleared).
 
         `kind`: "connection" (socket closed, no answer), "throttle" (the service's own
-        throttling error) or "http500" (HTTP 500 in the service's error format). A
+        throttling error), "http500" (HTTP 500 in the service's error format) or "lost"
+        (the request is applied, then the socket closes before the answer is sent). A
         request matches when `service` and `operation` (as `calls()` names them) match
         or are None. Rules add up; each counts every request it matches.
         """

@@ -22,7 +22,13 @@ from aws_lambda_powertools import Logger
 from jwtkeys import names
 from jwtkeys.clock import Clock
 from jwtkeys.keeper.rotation_policy import RotationPolicy
-from jwtkeys.keeper.service import KeeperClients, KeeperService, TrustFactory, no_trust
+from jwtkeys.keeper.service import (
+    CREATE_KEY_CONFIG,
+    KeeperClients,
+    KeeperService,
+    TrustFactory,
+    no_trust,
+)
 from jwtkeys.observability import MetricsRecorder
 from jwtkeys.settings import KeeperSettings, ServiceNowSettings, SignerSettings
 from jwtkeys.signer.policy import DirectInvoke, SigningPolicy
@@ -258,10 +264,15 @@ class LocalStack:
         """The keeper function's service over the local endpoint."""
         settings = KeeperSettings.from_environ(self.keeper_env())
         keeper = self.config.keeper_role_arn
+        config = client_options.get("config")
+        create_config = CREATE_KEY_CONFIG if config is None else config.merge(CREATE_KEY_CONFIG)
         clients = KeeperClients(
             kms=self.role_client("kms", keeper, **client_options),
             s3=self.role_client("s3", keeper, **client_options),
             sts=self.role_client("sts", keeper, **client_options),
+            kms_create=self.role_client(
+                "kms", keeper, **{**client_options, "config": create_config}
+            ),
         )
 
         def as_keeper(settings: KeeperSettings, clock: Clock) -> TrustTarget:

@@ -7,6 +7,7 @@ keeper's metrics and alarms), never into a change.
 from __future__ import annotations
 
 from jwtkeys.clock import Clock
+from jwtkeys.errors import JwksUnavailable
 from jwtkeys.keeper.jwks_publisher import JwksPublisher
 from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.keeper.tick import TickState
@@ -42,7 +43,12 @@ class Audit:
     def _jwks_drift(self, tick: TickState, now: float) -> bool:
         expected = render_jwks(key.jwk for key in tick.published)
         drift = tick.origin != expected
-        served = self._publisher.read_served()
+        try:
+            served = self._publisher.read_served()
+        except JwksUnavailable as error:
+            # What verifiers cannot fetch is not what they should see: drift, not a crash.
+            tick.report.warnings.append(str(error))
+            return True
         settled = (
             (tick.registry.jwks_published_at or 0)
             + 2 * self._policy.jwks_max_age

@@ -11,7 +11,7 @@ import requests
 from botocore.exceptions import ClientError
 
 from jwtkeys.clock import Clock
-from jwtkeys.errors import aws_error_code
+from jwtkeys.errors import JwksUnavailable, aws_error_code
 from jwtkeys.keys.jwk import render_jwks
 from jwtkeys.names import JWKS_OBJECT_KEY, OPENID_CONFIGURATION_KEY, PUBLIC_PREFIX
 
@@ -105,7 +105,12 @@ class JwksPublisher:
         """The JWKS as verifiers see it (over HTTP) when a public URL is configured."""
         if self.jwks_url is None:
             return None
-        response = self._http.get(self.jwks_url, timeout=SERVED_FETCH_TIMEOUT)
+        try:
+            response = self._http.get(self.jwks_url, timeout=SERVED_FETCH_TIMEOUT)
+        except requests.RequestException as error:
+            raise JwksUnavailable(
+                f"cannot fetch the served JWKS {self.jwks_url}: {error}"
+            ) from None
         if response.status_code != 200:
             return None
         return response.content

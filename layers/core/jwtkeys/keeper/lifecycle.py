@@ -16,8 +16,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from jwtkeys import names
+from jwtkeys.aws_failures import AWS_FAILURES, translate
 from jwtkeys.clock import Clock
-from jwtkeys.errors import InvalidRequest, JwtKeysError, LeaseHeld, LifecycleError, SessionsNotEnded
+from jwtkeys.errors import (
+    AwsCallFailed,
+    InvalidRequest,
+    JwtKeysError,
+    LeaseHeld,
+    LifecycleError,
+    SessionsNotEnded,
+)
 from jwtkeys.keeper import schedule
 from jwtkeys.keeper.audit import Audit
 from jwtkeys.keeper.jwks_publisher import JwksPublisher
@@ -28,6 +36,7 @@ from jwtkeys.keeper.tick import TickReport, TickState
 from jwtkeys.keeper.trust_anchor import Tampering, TrustAnchor
 from jwtkeys.keys.key_state import KeyState, ManagedKey
 from jwtkeys.keys.key_store import KeyStore
+from jwtkeys.timestamps import to_iso
 from jwtkeys.trust.target import TrustTarget
 
 REVOCATION_WARNING = (
@@ -52,6 +61,28 @@ class KeysetView:
     keys: list[ManagedKey]
     alias_target: str | None  # the ARN the signing alias names; None before bootstrap
     published_jwks: bytes | None  # the JWKS document at the origin; None before the first
+
+
+def _what_changed(report: TickReport, failure: AwsCallFailed) -> str:
+    """What an action that failed had done, for the operator's one line."""
+    done = [
+        f"{verb} {', '.join(kids)}"
+        for verb, kids in (
+            ("created", report.created),
+            ("promoted", report.promoted),
+            ("retired", report.retired),
+            ("revoked", report.revoked),
+            ("disposed of", report.disposed),
+        )
+        if kids
+    ]
+    if report.published:
+        done.append("published the JWKS")
+    changed = "done: " + "; ".join(done) if done else "no key changed state"
+    if failure.operation == "CreateKey":
+        # Never retried blindly: the intent nonce finds the key if KMS made it.
+        changed += " (a key may have been created: the next run adopts it by its nonce)"
+    return changed
 
 
 class KeyLifecycle:
@@ -146,14 +177,40 @@ class KeyLifecycle:
             # Another tick is at work: give up quietly, it will do what is due.
             report.skipped = f"lease held: {held}"
             return report
+        except AWS_FAILURES as error:
+            failure = translate(error)
+            assert failure is not None
+            # The lease's write may have been applied with its answer lost.
+            expires = to_iso(self._lease.expires_at)
+            advice = f"retry (should the lease be taken: after {expires}, when the lease expires)"
+            raise failure.with_context("no key was changed", advice) from error
         try:
             self._run(report, body)
-        except BaseException:
+        except BaseException as error:
             # The original error matters; the lease expires on its own if this fails too.
+            released = False
             with contextlib.suppress(Exception):
                 self._lease.release()
-            raise
-        self._lease.release()
+                released = True
+            failure = translate(error)
+            if failure is None:
+                raise
+            advice = (
+                "retry now"
+                if released
+                else f"retry after {to_iso(self._lease.expires_at)}, when the lease expires"
+            )
+            raise failure.with_context(_what_changed(report, failure), advice) from error
+        try:
+            self._lease.release()
+        except AWS_FAILURES as error:
+            failure = translate(error)
+            assert failure is not None
+            raise failure.with_context(
+                f"the {action} itself completed ({_what_changed(report, failure)})",
+                f"the next run can start after {to_iso(self._lease.expires_at)},"
+                " when the lease expires",
+            ) from error
         return report
 
     def _run(self, report: TickReport, body: Callable[[TickState], None]) -> None:
@@ -240,7 +297,8 @@ class KeyLifecycle:
         if tick.one(KeyState.NEXT) is not None:
             return
         registry = tick.registry
-        arn = self._adoption.recover(registry)
+        recovery = self._adoption.recover(registry)
+        arn = recovery.adopted
         refused = None if arn is None else self._anchor.check_key(arn)
         if refused is not None:
             # A key carrying our nonce but not the keeper's spec or policy was not made by
@@ -248,6 +306,8 @@ class KeyLifecycle:
             tick.report.tampering.append(refused)
             registry.intent_nonce = None
             arn = None
+        else:
+            self._dispose_strays(tick, recovery.strays)
         if arn is None:
             arn = self._keys.create_key(self._adoption.announce(registry), self._clock.now())
         entry = self._adoption.register(registry, arn)
@@ -382,6 +442,27 @@ class KeyLifecycle:
             tick.report.disposed.append(key.kid)
         self._registry.save(tick.registry)
 
+    def _dispose_strays(self, tick: TickState, strays: list[str]) -> None:
+        """Keys of a CreateKey's nonce beyond the one adopted: never published or trusted,
+        so they are retired and disposed of at once (no orphaned key stays enabled)."""
+        for arn in strays:
+            jwk = self._keys.public_jwk(arn)
+            self._keys.set_tags(arn, {names.TAG_KID: jwk["kid"]})
+            key = self._keys.load(arn, jwk)
+            if key is None:
+                continue  # no longer tagged with the keyset: not ours to dispose of
+            self._transition(key, KeyState.RETIRED, names.TAG_RETIRED_AT, "stray of a nonce")
+            self._keys.dispose(arn, self.policy.deletion_window_days)
+            tick.registry.disposed.append(
+                {"arn": arn, "kid": key.kid, "state": key.state.value, "at": self._clock.now()}
+            )
+            tick.report.disposed.append(key.kid)
+            tick.report.warnings.append(
+                f"disposed of {key.kid}: a second key created under one intent nonce"
+            )
+        if strays:
+            self._registry.save(tick.registry)
+
     # Emergency and end of life ---------------------------------------------------------
 
     def _revoke(self, tick: TickState, kid: str) -> None:
@@ -425,7 +506,9 @@ class KeyLifecycle:
 
     def _decommission(self, tick: TickState) -> None:
         registry = tick.registry
-        arn = self._adoption.recover(registry)
+        recovery = self._adoption.recover(registry)
+        self._dispose_strays(tick, recovery.strays)
+        arn = recovery.adopted
         if arn is not None:
             adopted = self._keys.load(arn, self._adoption.register(registry, arn).jwk)
             if adopted is not None:

@@ -3,15 +3,26 @@
 Before each CreateKey the keeper records an intent nonce in the registry; the key is
 created carrying it as a tag. When a tick finds a nonce still recorded, the CreateKey's
 outcome was never learnt: the key it may have made is looked up by its nonce and
-adopted before anything new is created.
+adopted before anything new is created. CreateKey is never retried blindly, but should
+more than one key carry the nonce (a retry outside the keeper's control), one is
+adopted and the others are strays, disposed of like retired keys.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 
 from jwtkeys.keeper.state_store import Registry, RegistryEntry, RegistryStore
 from jwtkeys.keys.key_store import KeyStore
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What an unanswered CreateKey left: the key to adopt and any strays to dispose of."""
+
+    adopted: str | None = None
+    strays: list[str] = field(default_factory=list)
 
 
 class NonceAdoption:
@@ -29,11 +40,14 @@ class NonceAdoption:
         self._registry.save(registry)
         return registry.intent_nonce
 
-    def recover(self, registry: Registry) -> str | None:
-        """The ARN of the key an unanswered CreateKey made, or None (nothing pending or made)."""
+    def recover(self, registry: Registry) -> Recovery:
+        """The keys an unanswered CreateKey made: the oldest is adopted, the rest are strays."""
         if not registry.intent_nonce:
-            return None
-        return self._keys.find_by_nonce(registry.intent_nonce)
+            return Recovery()
+        found = self._keys.find_by_nonce(registry.intent_nonce)
+        listed = {entry.arn for entry in registry.keys}
+        found = [arn for arn in found if arn not in listed]
+        return Recovery(found[0], found[1:]) if found else Recovery()
 
     def register(self, registry: Registry, arn: str) -> RegistryEntry:
         """List a created or adopted key in `registry` (not saved) and settle the intent."""

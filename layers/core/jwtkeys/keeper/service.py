@@ -7,9 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from botocore.config import Config
+
 from jwtkeys import metrics_catalog as catalog
+from jwtkeys.aws_failures import AWS_FAILURES, name_failed_calls, translate
 from jwtkeys.clock import Clock
-from jwtkeys.errors import InvalidRequest, JwtKeysError
+from jwtkeys.errors import AwsCallFailed, InvalidRequest, JwtKeysError
 from jwtkeys.keeper.jwks_publisher import (
     CdnInvalidator,
     CloudFrontInvalidator,
@@ -35,13 +38,24 @@ if TYPE_CHECKING:
 LEASE_SECONDS = 240
 
 
+# CreateKey is not idempotent: a blind retry after a lost answer makes a second key.
+# Its client never retries; the registry's intent nonce recovers the lost answer instead.
+CREATE_KEY_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1})
+
+
 @dataclass(frozen=True)
 class KeeperClients:
     kms: KMSClient
     s3: S3Client
     # GetCallerIdentity: the partition and account the key policy names.
     sts: STSClient
+    kms_create: KMSClient  # CreateKey alone, configured with CREATE_KEY_CONFIG
     cloudfront: CloudFrontClient | None = None
+
+    def __post_init__(self) -> None:
+        for client in (self.kms, self.s3, self.sts, self.kms_create, self.cloudfront):
+            if client is not None:
+                name_failed_calls(client)
 
 
 TrustFactory = Callable[[KeeperSettings, Clock], TrustTarget]
@@ -99,6 +113,7 @@ class KeeperService:
             key_store=KeyStore(
                 clients.kms,
                 clients.sts,
+                clients.kms_create,
                 settings.keyset,
                 rotation.signing_algorithm,
                 rotation.key_spec,
@@ -132,6 +147,14 @@ class KeeperService:
         """Run one action; anything else (CloudTrail events go to the inspector) is refused."""
         try:
             return self._act(event)
+        except (*AWS_FAILURES, AwsCallFailed) as error:
+            failure = translate(error)
+            assert failure is not None
+            # The same words as the operator's one line, as fields for log queries.
+            self._log.error("aws call failed", extra=failure.details())
+            if failure is error:
+                raise
+            raise failure from error
         finally:
             self._metrics.flush()
 

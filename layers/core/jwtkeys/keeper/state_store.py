@@ -36,12 +36,13 @@ class Lease:
         self._clock = clock
         self._duration = duration
         self.holder = uuid.uuid4().hex
+        # When the lease this keeper takes (or last tried to take) expires.
+        self.expires_at = 0.0
 
     def acquire(self) -> None:
         """Take the lease, or raise LeaseHeld when another live tick holds it."""
-        body = json.dumps(
-            {"holder": self.holder, "expires_at": self._clock.now() + self._duration}
-        ).encode()
+        self.expires_at = self._clock.now() + self._duration
+        body = json.dumps({"holder": self.holder, "expires_at": self.expires_at}).encode()
         try:
             self._s3.put_object(Bucket=self._bucket, Key=LEASE_KEY, Body=body, IfNoneMatch="*")
             return

@@ -176,6 +176,7 @@ class KeyStore:
         self,
         kms: KMSClient,
         sts: STSClient,
+        kms_create: KMSClient,
         keyset: str,
         algorithm: SigningAlgorithm,
         key_spec: str,
@@ -184,6 +185,8 @@ class KeyStore:
     ) -> None:
         self._kms = kms
         self._sts = sts
+        # A client that never retries: see create_key.
+        self._kms_create = kms_create
         self.keyset = keyset
         self.algorithm = algorithm
         self.key_spec = key_spec
@@ -206,8 +209,12 @@ class KeyStore:
         )
 
     def create_key(self, nonce: str, now: float) -> str:
-        """Create a `next` key; keyset, state, nonce and created-at are set atomically."""
-        response = self._kms.create_key(
+        """Create a `next` key; keyset, state, nonce and created-at are set atomically.
+
+        Made once, never retried: when its answer is lost the key may exist, and only
+        the nonce (find_by_nonce) can tell; a retry would make a second key.
+        """
+        response = self._kms_create.create_key(
             Description=f"jwtkeys signing key of keyset {self.keyset}",
             KeyUsage="SIGN_VERIFY",
             KeySpec=self.key_spec,  # type: ignore[arg-type]
@@ -345,16 +352,18 @@ class KeyStore:
         if self.key_state(arn) == "Enabled":
             self._kms.disable_key(KeyId=arn)
 
-    def find_by_nonce(self, nonce: str) -> str | None:
-        """Scan the account for the key created with `nonce` (recovery only: it is costly)."""
+    def find_by_nonce(self, nonce: str) -> list[str]:
+        """Every key of the keyset created with `nonce`, oldest first (recovery only: it
+        scans the account, which is costly)."""
+        found: list[tuple[str, str]] = []
         for arn in self._all_key_arns():
             try:
                 tags = self.tags(arn)
             except ClientError:
                 continue  # keys of other owners may refuse us; they are not ours anyway
             if tags.get(names.TAG_KEYSET) == self.keyset and tags.get(names.TAG_NONCE) == nonce:
-                return arn
-        return None
+                found.append((tags.get(names.TAG_CREATED_AT, ""), arn))
+        return [arn for _, arn in sorted(found)]
 
     def _all_key_arns(self) -> Iterator[str]:
         paginator = self._kms.get_paginator("list_keys")

@@ -154,13 +154,14 @@ def parse_rule(spec: Any) -> FaultRule:
     return FaultRule(kind, after, count, service, operation)
 
 
-def drop_connection(environ: dict[str, Any]) -> None:
+def drop_connection(environ: dict[str, Any], *, drained: bool = False) -> None:
     """Close the socket without a response, so the client sees a dropped connection.
 
-    The body is drained first so the close is a clean FIN rather than a reset (either
-    way botocore raises a connection error; a FIN makes which one deterministic).
+    The body is drained first (unless the app already read it: `drained`) so the close
+    is a clean FIN rather than a reset (either way botocore raises a connection error; a
+    FIN makes which one deterministic).
     """
-    length = int(environ.get("CONTENT_LENGTH") or 0)
+    length = 0 if drained else int(environ.get("CONTENT_LENGTH") or 0)
     if length > 0:
         environ["wsgi.input"].read(length)
     sock = environ.get("werkzeug.socket")

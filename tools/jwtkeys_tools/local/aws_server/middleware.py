@@ -94,6 +94,17 @@ class Middleware:
             return self._as_role(principal, name, region, environ, start_response)
         if kind == "connection":
             drop_connection(environ)
+        if kind == "lost":
+            # Applied, answer lost: moto does the work, then the client gets no answer.
+            answer = self._app(environ, lambda *args, **kwargs: None)
+            try:
+                for _ in answer:
+                    pass
+            finally:
+                close = getattr(answer, "close", None)
+                if close is not None:
+                    close()
+            drop_connection(environ, drained=True)
         status, headers, body = fault_response(
             name,
             kind,
