@@ -142,3 +142,20 @@ def test_a_key_carrying_the_pending_nonce_but_not_the_keepers_policy_is_not_adop
     assert arn not in {entry.arn for entry in store.load().keys}
     assert summary["created"]
     assert [f for f in summary["tampering"] if f["arn"] == arn and "key policy" in f["detail"]]
+
+
+def test_a_lease_beyond_the_longest_hold_is_tampering_not_a_stall(stack: LocalStack) -> None:
+    # Before: a lease expiring in a year made every tick give up quietly ("lease held")
+    # for a year, with every alarm quiet.
+    stack.aws.client("s3").put_object(
+        Bucket=stack.config.bucket,
+        Key=f"{names.STATE_PREFIX}lease.json",
+        Body=json.dumps({"holder": "x", "expires_at": stack.clock.now() + 365 * 86400}),
+    )
+
+    summary = stack.keeper_service().handle({"action": "tick"})
+
+    assert "skipped" not in summary
+    assert len(summary["created"]) == 2
+    (finding,) = summary["tampering"]
+    assert finding["what"] == "lease"

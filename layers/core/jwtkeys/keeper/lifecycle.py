@@ -184,6 +184,8 @@ class KeyLifecycle:
             expires = to_iso(self._lease.expires_at)
             advice = f"retry (should the lease be taken: after {expires}, when the lease expires)"
             raise failure.with_context("no key was changed", advice) from error
+        if self._lease.forged is not None:
+            report.tampering.append(Tampering("lease", self._lease.forged))
         try:
             self._run(report, body)
         except BaseException as error:

@@ -42,6 +42,7 @@ class Lease:
     def acquire(self) -> None:
         """Take the lease, or raise LeaseHeld when another live tick holds it."""
         self.expires_at = self._clock.now() + self._duration
+        self.forged: str | None = None
         body = json.dumps({"holder": self.holder, "expires_at": self.expires_at}).encode()
         try:
             self._s3.put_object(Bucket=self._bucket, Key=LEASE_KEY, Body=body, IfNoneMatch="*")
@@ -55,9 +56,16 @@ class Lease:
             if aws_error_code(error) == "NoSuchKey":
                 raise LeaseHeld("the lease changed hands while it was read") from error
             raise
-        held = json.loads(current["Body"].read())
-        if float(held.get("expires_at", 0)) > self._clock.now():
-            raise LeaseHeld(f"another tick holds the lease until {held.get('expires_at')}")
+        self.forged = None
+        expires_at = _lease_expiry(current["Body"].read())
+        if expires_at is None or expires_at > self.expires_at:
+            # No keeper writes an expiry beyond now + its duration (nor an unreadable
+            # lease): someone else did, to stall every tick. Taken over and reported.
+            self.forged = (
+                f"a lease expiring at {expires_at} (the longest hold ends by {self.expires_at})"
+            )
+        elif expires_at > self._clock.now():
+            raise LeaseHeld(f"another tick holds the lease until {expires_at}")
         try:
             # Steal an expired lease, but only the exact version we judged expired.
             self._s3.put_object(
@@ -71,6 +79,17 @@ class Lease:
     def release(self) -> None:
         # Unconditional: the lease outlives the keeper's timeout, so it is still ours.
         self._s3.delete_object(Bucket=self._bucket, Key=LEASE_KEY)
+
+
+def _lease_expiry(body: bytes) -> float | None:
+    """The expiry a lease object names, or None when it names none a keeper would write."""
+    try:
+        value = json.loads(body).get("expires_at")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
 
 
 @dataclass
