@@ -12,6 +12,7 @@ import pytest
 from jwtkeys_tools.cli import main
 from jwtkeys_tools.local.demo import DEMO_POLICY
 from jwtkeys_tools.local.invariants import check_artifacts
+from jwtkeys_tools.local.servicenow_emulator.profiles import DEFAULT_PROFILE, profile_names
 from tests.iam_simulation import IamSession
 
 
@@ -117,3 +118,32 @@ def test_every_aws_request_of_the_demo_is_allowed_by_the_deployed_policies(
     actions = {r["action"] for r in requests}
     assert {"kms:CreateKey", "kms:TagResource", "kms:Sign", "s3:PutObject"} <= actions
     assert iam_session.denials(requests) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "profile",
+    [name for name in profile_names() if name not in {DEFAULT_PROFILE, "pessimistic"}],
+)
+def test_the_demo_passes_on_every_release_profile(profile: str, tmp_path: Path) -> None:
+    # The default profile is the module's demo above; each other release shape runs it all.
+    assert main(["demo", "--out", str(tmp_path), "--servicenow-profile", profile]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["ok"] is True
+    history = json.loads((tmp_path / "jwks-history.json").read_text())
+    tokens = json.loads((tmp_path / "tokens.json").read_text())
+    assert check_artifacts(history, tokens, DEMO_POLICY.clock_skew) == []
+
+
+def test_the_demo_on_a_too_narrow_instance_stops_at_bootstrap_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The pessimistic profile's name fields hold 40 characters, the ownership name needs 56.
+    assert main(["demo", "--out", str(tmp_path), "--servicenow-profile", "pessimistic"]) == 1
+    steps = json.loads((tmp_path / "summary.json").read_text())["steps"]
+    assert [step["ok"] for step in steps] == [True, False]
+    assert "sys_certificate.name holds 40 characters" in steps[1]["detail"]
+    assert "Traceback" not in capsys.readouterr().out
+    servicenow_records = json.loads((tmp_path / "servicenow.json").read_text())
+    assert servicenow_records["sys_certificate"] == []
+    assert servicenow_records["jwt_verifier_map"] == []
