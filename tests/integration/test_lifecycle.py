@@ -15,6 +15,7 @@ from jwcrypto import jwt as jose_jwt
 from jwtkeys import names
 from jwtkeys.clock import SimulatedClock
 from jwtkeys.errors import InvalidRequest, LeaseHeld, UnsafePolicy
+from jwtkeys.keeper import nonce_adoption
 from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.keeper.service import KeeperService
 from jwtkeys.keeper.state_store import Lease
@@ -371,3 +372,42 @@ def test_keys_beyond_the_one_adopted_under_a_nonce_are_disposed_of(stack: LocalS
     assert keys[standby][names.TAG_STATE] == "next"
     assert keys[twin][names.TAG_KID] not in served_kids(stack)
     check_invariants(stack)
+
+
+@pytest.mark.parametrize(
+    ("bound", "value", "examined"),
+    [("NONCE_SCAN_MAX_KEYS", 1, 1), ("NONCE_SCAN_SECONDS", 0.0, 0)],
+)
+def test_the_nonce_search_stops_at_its_bound_and_says_so(
+    stack: LocalStack,
+    monkeypatch: pytest.MonkeyPatch,
+    bound: str,
+    value: float,
+    examined: int,
+) -> None:
+    keeper = stack.keeper_service()
+    _tick(keeper)
+    # An unanswered CreateKey left its nonce in the registry (the standby is unlisted) ...
+    registry = json.loads(
+        stack.s3.get_object(Bucket=stack.config.bucket, Key="state/registry.json")["Body"].read()
+    )
+    standby = next(
+        arn for arn, tags in keyset_keys(stack).items() if tags[names.TAG_STATE] == "next"
+    )
+    registry["keys"] = [entry for entry in registry["keys"] if entry["arn"] != standby]
+    registry["intent_nonce"] = next(
+        tag["TagValue"]
+        for tag in stack.kms.list_resource_tags(KeyId=standby)["Tags"]
+        if tag["TagKey"] == names.TAG_NONCE
+    )
+    stack.s3.put_object(
+        Bucket=stack.config.bucket, Key="state/registry.json", Body=json.dumps(registry)
+    )
+    # ... and the account holds more keys than the search may read, or time runs out.
+    monkeypatch.setattr(nonce_adoption, bound, value)
+    summary = _tick(keeper)
+    gave_up = [warning for warning in summary["warnings"] if "gave up" in warning]
+    assert len(gave_up) == 1
+    assert f"gave up after {examined} keys" in gave_up[0]
+    assert registry["intent_nonce"] in gave_up[0]
+    assert summary["next_kid"]  # the tick still leaves a standby key

@@ -112,7 +112,7 @@ class KeyLifecycle:
         self._clock = clock
         self._log = logger or logging.getLogger("jwtkeys.keeper.lifecycle")
         self._revoke_sessions = revoke_sessions
-        self._adoption = NonceAdoption(key_store, registry_store)
+        self._adoption = NonceAdoption(key_store, registry_store, clock)
         self._audit = Audit(publisher, policy, clock)
         self._anchor = TrustAnchor(key_store)
 
@@ -300,6 +300,8 @@ class KeyLifecycle:
             return
         registry = tick.registry
         recovery = self._adoption.recover(registry)
+        if recovery.gave_up:
+            tick.report.warnings.append(recovery.gave_up)
         arn = recovery.adopted
         refused = None if arn is None else self._anchor.check_key(arn)
         if refused is not None:
@@ -509,6 +511,8 @@ class KeyLifecycle:
     def _decommission(self, tick: TickState) -> None:
         registry = tick.registry
         recovery = self._adoption.recover(registry)
+        if recovery.gave_up:
+            tick.report.warnings.append(recovery.gave_up)
         self._dispose_strays(tick, recovery.strays)
         arn = recovery.adopted
         if arn is not None:

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
     from mypy_boto3_sts import STSClient
 
+    from jwtkeys.clock import Clock
+
 _TIMESTAMP_TAGS = {
     "created_at": names.TAG_CREATED_AT,
     "published_at": names.TAG_PUBLISHED_AT,
@@ -167,6 +169,24 @@ def _remember(key: ManagedKey, tags: Mapping[str, str], now: float) -> None:
     for attribute, tag in _TIMESTAMP_TAGS.items():
         if tag in tags:
             setattr(key, attribute, float(int(now)))
+
+
+@dataclass(frozen=True)
+class ScanBound:
+    """How far an account-wide key scan may go: keys examined and a deadline on `clock`."""
+
+    max_keys: int
+    deadline: float
+    clock: Clock
+
+
+@dataclass(frozen=True)
+class NonceSearch:
+    """The keys found carrying a nonce, and whether the scan saw every key of the account."""
+
+    found: list[str]
+    examined: int
+    complete: bool
 
 
 class KeyStore:
@@ -352,18 +372,22 @@ class KeyStore:
         if self.key_state(arn) == "Enabled":
             self._kms.disable_key(KeyId=arn)
 
-    def find_by_nonce(self, nonce: str) -> list[str]:
+    def find_by_nonce(self, nonce: str, bound: ScanBound) -> NonceSearch:
         """Every key of the keyset created with `nonce`, oldest first (recovery only: it
-        scans the account, which is costly)."""
+        scans the account, one ListResourceTags per key, so it stops at `bound`)."""
         found: list[tuple[str, str]] = []
+        examined = 0
         for arn in self._all_key_arns():
+            if examined >= bound.max_keys or bound.clock.now() >= bound.deadline:
+                return NonceSearch([arn for _, arn in sorted(found)], examined, complete=False)
+            examined += 1
             try:
                 tags = self.tags(arn)
             except ClientError:
                 continue  # keys of other owners may refuse us; they are not ours anyway
             if tags.get(names.TAG_KEYSET) == self.keyset and tags.get(names.TAG_NONCE) == nonce:
                 found.append((tags.get(names.TAG_CREATED_AT, ""), arn))
-        return [arn for _, arn in sorted(found)]
+        return NonceSearch([arn for _, arn in sorted(found)], examined, complete=True)
 
     def _all_key_arns(self) -> Iterator[str]:
         paginator = self._kms.get_paginator("list_keys")
