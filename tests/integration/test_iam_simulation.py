@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from jwtkeys import names
 from jwtkeys.clock import SimulatedClock
+from jwtkeys.errors import AwsCallFailed
 from jwtkeys_tools.local.aws_endpoint import LocalAws
 from jwtkeys_tools.local.stack import LOCAL_ACCOUNT, LocalStack
 from tests.iam_simulation import DeployedPolicies, IamSession
@@ -109,10 +110,11 @@ def test_first_tick_is_access_denied_when_listing_needs_a_prefix(
     iam_session.policies[stack.label] = _with_prefix_conditioned_listing(fixed, keeper)
     try:
         iam_session.register(stack)
-        with pytest.raises(ClientError) as refused:
+        with pytest.raises(AwsCallFailed) as refused:
             stack.keeper_service().handle({"action": "tick"})
-        assert refused.value.response["Error"]["Code"] == "AccessDenied"
-        assert refused.value.operation_name == "GetObject"
+        assert refused.value.error_code == "AccessDenied"
+        assert refused.value.operation == "GetObject"
+        assert refused.value.changed == "no key changed state"
     finally:
         iam_session.policies[stack.label] = fixed
         iam_session.register(stack)
