@@ -12,15 +12,16 @@ from __future__ import annotations
 import hmac
 import json
 import re
-import threading
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+
+from jwtkeys_tools.local.loopback_server import LoopbackServer
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -48,14 +49,11 @@ class LocalFunctions:
         self._caller = caller
         self._caller_arn = caller_arn
         self._region = region
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http = LoopbackServer("the local functions")
 
     @property
     def endpoint_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the local functions are not running: call start() first")
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return self._http.url
 
     def function_url(self, name: str) -> str:
         return f"{self.endpoint_url}/url/{name}/"
@@ -78,19 +76,11 @@ class LocalFunctions:
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._http.start(RequestHandler)
         return self
 
     def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._http.stop()
 
     def __enter__(self) -> LocalFunctions:
         return self.start()

@@ -14,12 +14,13 @@ import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 
 from jwtkeys.clock import Clock
 from jwtkeys.verify.jwks_source import freshness_seconds
+from jwtkeys_tools.local.loopback_server import LoopbackServer
 
 _ORIGIN_TIMEOUT_S = 5.0
 _POLL_INTERVAL_S = 0.05
@@ -44,14 +45,11 @@ class LocalCdn:
         self.origin_fetches = 0
         self._copies: dict[str, _Copy] = {}
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http = LoopbackServer("the local CDN")
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the local CDN is not running: call start() first")
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return self._http.url
 
     def start(self) -> LocalCdn:
         cdn = self
@@ -69,21 +67,11 @@ class LocalCdn:
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(_POLL_INTERVAL_S,), daemon=True
-        )
-        self._thread.start()
+        self._http.start(Handler, _POLL_INTERVAL_S)
         return self
 
     def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._http.stop()
 
     def __enter__(self) -> LocalCdn:
         return self.start()
