@@ -214,6 +214,19 @@ def _kms_requests(
             )
         ]
 
+    def account_wide(context: dict[str, str]) -> IamRequest:
+        # Requests on no particular key (CreateKey, ListKeys, ...) are authorised on "*".
+        return IamRequest(
+            principal.session_arn,
+            principal.role_arn,
+            principal.label,
+            "kms",
+            name.operation,
+            action,
+            "*",
+            context,
+        )
+
     def on_alias(alias: str) -> IamRequest:
         return IamRequest(
             principal.session_arn,
@@ -242,31 +255,9 @@ def _kms_requests(
             ).lower(),
             "kms:CallerAccount": LOCAL_ACCOUNT,
         }
-        return [
-            IamRequest(
-                principal.session_arn,
-                principal.role_arn,
-                principal.label,
-                "kms",
-                operation,
-                action,
-                "*",
-                context,
-            )
-        ]
+        return [account_wide(context)]
     if operation in ("ListKeys", "ListAliases") and "KeyId" not in params:
-        return [
-            IamRequest(
-                principal.session_arn,
-                principal.role_arn,
-                principal.label,
-                "kms",
-                operation,
-                action,
-                "*",
-                base,
-            )
-        ]
+        return [account_wide(base)]
     if operation in ("CreateAlias", "DeleteAlias", "UpdateAlias"):
         alias = str(params.get("AliasName", ""))
         requests = [on_alias(alias)]
@@ -280,18 +271,7 @@ def _kms_requests(
     extra = _operation_context(operation, params)
     key_id = params.get("KeyId")
     if not isinstance(key_id, str):
-        return [
-            IamRequest(
-                principal.session_arn,
-                principal.role_arn,
-                principal.label,
-                "kms",
-                operation,
-                action,
-                "*",
-                base,
-            )
-        ]
+        return [account_wide(base)]
     return on_key(key_id, extra)
 
 
