@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,8 +283,12 @@ class IamSession:
         self._templates: dict[str, dict[str, Any]] = {}  # stage (as JSON) -> template
         self.policies: dict[str, DeployedPolicies] = {}  # deployment label -> policies
         self._stacks: dict[str, LocalStack] = {}  # deployment label -> latest LocalStack
-        # Deployments whose config the CDK app refuses: their requests are not evaluated.
+        # Deployments whose config the CDK app refuses: their requests are not evaluated,
+        # only counted (deployment label -> requests), and named in the session's summary.
         self.unsimulated: set[str] = set()
+        self.unsimulated_requests: Counter[str] = Counter()
+        self.simulated_requests = 0
+        self.denied_requests = 0
         # Roles outside the template (a test's administrator) -> their identity policies.
         self.other_roles: dict[str, list[dict[str, Any]]] = {}
 
@@ -353,20 +358,42 @@ class IamSession:
         """A description of each recorded request the deployed policies would deny."""
         self._relearn({r["label"] for r in requests})
         known = [r for r in requests if r["label"] in self.policies]
+        self.simulated_requests += len(known)
+        self.unsimulated_requests.update(
+            r["label"] for r in requests if r["label"] not in self.policies
+        )
         answers = self.simulator.evaluate(
             [simulation(r, self.policies[r["label"]], self.other_roles) for r in known]
         )
-        return [
+        denials = [
             describe_denial(request, answer)
             for request, answer in zip(known, answers, strict=True)
             if answer["result"] != "Allowed"
         ]
+        self.denied_requests += len(denials)
+        return denials
 
     def check(self, aws: LocalAws) -> list[str]:
         """Denials among the requests recorded since the last check (then forgotten)."""
         requests = aws.iam_requests()
         aws.reset_iam_requests()
         return self.denials(requests)
+
+    def summary(self) -> list[str]:
+        """What the simulation covered, for the end of the test session."""
+        lines = [
+            f"IAM simulation: {self.simulated_requests} requests of the functions evaluated,"
+            f" {self.denied_requests} denied (expected by must-deny tests; any other fails its test)"
+        ]
+        if self.unsimulated_requests:
+            skipped = ", ".join(
+                f"{label} ({count})" for label, count in sorted(self.unsimulated_requests.items())
+            )
+            lines.append(
+                "not simulated (config the CDK app refuses, so no policies to hold them to):"
+                f" {skipped}"
+            )
+        return lines
 
     def close(self) -> None:
         self.simulator.close()

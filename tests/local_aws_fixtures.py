@@ -23,6 +23,7 @@ fault surfaces as the exception the caller sees.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from botocore.config import Config
@@ -36,12 +37,24 @@ def no_retries() -> Config:
     return Config(retries={"mode": "standard", "total_max_attempts": 1})
 
 
+_IAM_SESSION = pytest.StashKey[IamSession]()
+
+
 @pytest.fixture(scope="session")
-def iam_session() -> Iterator[IamSession]:
+def iam_session(pytestconfig: pytest.Config) -> Iterator[IamSession]:
     """The session's IAM simulator and the synthesized policies of its deployments."""
     session = IamSession()
+    pytestconfig.stash[_IAM_SESSION] = session
     yield session
     session.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Say how many requests the IAM simulation held, and which it could not."""
+    session = config.stash.get(_IAM_SESSION, None)
+    if session is not None:
+        for line in session.summary():
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
