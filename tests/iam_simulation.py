@@ -383,7 +383,7 @@ class IamSession:
         """What the simulation covered, for the end of the test session."""
         lines = [
             f"IAM simulation: {self.simulated_requests} requests of the functions evaluated,"
-            f" {self.denied_requests} denied (expected by must-deny tests; any other fails its test)"
+            f" {self.denied_requests} denied (must-deny tests expect them; any other fails)"
         ]
         if self.unsimulated_requests:
             skipped = ", ".join(
