@@ -53,6 +53,10 @@ RULE = {"subjects": ["svc-a"], "audiences": ["jwtkeys-dev-client-id"]}
     [
         ({"policy": {"algorithm": "ES256", "key_spec": "RSA_2048"}}, "cannot sign ES256"),
         ({"policy": {"tick_interval": 90}}, "whole number of minutes"),
+        (
+            {"policy": {"rollover_from": {"algorithm": "ES256", "key_spec": "RSA_2048"}}},
+            "policy.rollover_from: key spec 'RSA_2048' cannot sign ES256",
+        ),
         ({"default_ttl": 7200}, "exceeds policy.max_token_ttl"),
         ({"keyset": "Bad_Name"}, "lower-case letters"),
         ({"colour": "blue"}, "unknown setting(s): colour"),

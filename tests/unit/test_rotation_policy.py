@@ -6,6 +6,7 @@ import pytest
 
 from jwtkeys.errors import ConfigurationError, UnsafePolicy
 from jwtkeys.keeper.rotation_policy import RotationPolicy
+from jwtkeys.keys.algorithms import KeyPair
 
 
 def test_defaults_are_safe() -> None:
@@ -69,3 +70,41 @@ def test_malformed_policies_are_refused(values: dict[str, object]) -> None:
 def test_round_trips_through_a_mapping() -> None:
     policy = RotationPolicy(algorithm="ES384", key_spec="ECC_NIST_P384")
     assert RotationPolicy.from_mapping(policy.to_mapping()) == policy
+
+
+def test_rollover_from_names_the_former_pair() -> None:
+    policy = RotationPolicy.from_mapping(
+        {
+            "algorithm": "ES256",
+            "key_spec": "ECC_NIST_P256",
+            "rollover_from": {"algorithm": "RS256", "key_spec": "RSA_2048"},
+        }
+    )
+    assert policy.rollover_from == KeyPair("RS256", "RSA_2048")
+    assert policy.accepted_pairs == (
+        KeyPair("ES256", "ECC_NIST_P256"),
+        KeyPair("RS256", "RSA_2048"),
+    )
+    assert RotationPolicy.from_mapping(policy.to_mapping()) == policy
+    # Unset, it is left out of the mapping (the functions' environment does not change).
+    assert "rollover_from" not in RotationPolicy().to_mapping()
+    assert RotationPolicy.from_mapping({"rollover_from": None}).accepted_pairs == (
+        KeyPair("RS256", "RSA_2048"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("rollover_from", "message"),
+    [
+        ({"algorithm": "RS256", "key_spec": "RSA_2048"}, "is the configured algorithm"),
+        ({"algorithm": "ES256", "key_spec": "RSA_2048"}, "cannot sign ES256"),
+        ({"algorithm": "HS256", "key_spec": "RSA_2048"}, "unsupported signing algorithm"),
+        ({"algorithm": "RS256"}, "must be an object"),
+        ("RS256", "must be an object"),
+        ({"algorithm": "RS256", "key_spec": "RSA_2048", "x": 1}, "must be an object"),
+    ],
+)
+def test_a_malformed_rollover_from_is_refused_by_name(rollover_from: object, message: str) -> None:
+    with pytest.raises(ConfigurationError, match="policy.rollover_from") as refused:
+        RotationPolicy.from_mapping({"rollover_from": rollover_from})
+    assert message in str(refused.value)

@@ -8,6 +8,7 @@ import pytest
 
 from jwtkeys import names
 from jwtkeys.keeper.rotation_policy import RotationPolicy
+from jwtkeys.keys.algorithms import KeyPair
 from jwtkeys.settings import KeeperSettings, ServiceNowSettings, SignerSettings
 from jwtkeys.signer.policy import DirectInvoke, SigningPolicy
 from jwtkeys.signer.rules import Allowlist, CallerRule, ClaimRule
@@ -79,8 +80,12 @@ def test_signer_settings_survive_their_environment() -> None:
                 jwks_url="https://keys.example.com/.well-known/jwks.json",
             ),
         ),
+        replace(
+            KEEPER,
+            rotation=replace(ROTATION, rollover_from=KeyPair("RS256", "RSA_2048")),
+        ),
     ],
-    ids=["servicenow", "no-servicenow", "servicenow-options"],
+    ids=["servicenow", "no-servicenow", "servicenow-options", "rollover-from"],
 )
 def test_keeper_settings_survive_their_environment(keeper: KeeperSettings) -> None:
     environ = keeper.to_environ()

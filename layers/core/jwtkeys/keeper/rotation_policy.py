@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from jwtkeys.errors import ConfigurationError, UnsafePolicy
-from jwtkeys.keys.algorithms import SigningAlgorithm, algorithm_named, check_key_spec
+from jwtkeys.keys.algorithms import KeyPair, SigningAlgorithm, algorithm_named, check_key_spec
 
 MIN_DELETION_WINDOW_DAYS = 7
 MAX_DELETION_WINDOW_DAYS = 30
@@ -39,6 +39,10 @@ class RotationPolicy:
     # Machine Identity Console defaults to 0 s). exp moves back too: a token never lives
     # longer than its TTL, so every lifetime inequality holds unchanged.
     not_before_margin: int = 0
+    # The algorithm and key spec the keyset's keys were made with before either changed:
+    # its keys are still trusted, and its current key signs until its rotation, so the
+    # change rolls over through a normal rotation (docs/deploy.md). None: no change under way.
+    rollover_from: KeyPair | None = None
 
     def __post_init__(self) -> None:
         self._validate()
@@ -46,6 +50,18 @@ class RotationPolicy:
     @property
     def signing_algorithm(self) -> SigningAlgorithm:
         return algorithm_named(self.algorithm)
+
+    @property
+    def key_pair(self) -> KeyPair:
+        """The pair every new key is made with."""
+        return KeyPair(self.algorithm, self.key_spec)
+
+    @property
+    def accepted_pairs(self) -> tuple[KeyPair, ...]:
+        """The pairs a live key of the keyset may have: the configured one first."""
+        if self.rollover_from is None:
+            return (self.key_pair,)
+        return (self.key_pair, self.rollover_from)
 
     @property
     def min_prepublish_window(self) -> int:
@@ -84,6 +100,17 @@ class RotationPolicy:
                 f"policy.not_before_margin must be within 0..{MAX_NOT_BEFORE_MARGIN} seconds"
             )
         check_key_spec(self.signing_algorithm, self.key_spec)
+        if self.rollover_from is not None:
+            if not isinstance(self.rollover_from, KeyPair):
+                raise ConfigurationError(
+                    f"policy.rollover_from must be a KeyPair, got {self.rollover_from!r}"
+                )
+            if self.rollover_from == self.key_pair:
+                raise ConfigurationError(
+                    f"policy.rollover_from ({self.rollover_from}) is the configured algorithm"
+                    " and key spec: it names the pair used BEFORE a change (remove it once"
+                    " the rollover is complete)"
+                )
         if self.prepublish_window < self.min_prepublish_window:
             raise UnsafePolicy(
                 "prepublish_window >= 2 x jwks_max_age + tick_interval"
@@ -113,7 +140,16 @@ class RotationPolicy:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigurationError(f"unknown policy setting(s): {', '.join(unknown)}")
-        return cls(**dict(values))
+        settings = dict(values)
+        rollover_from = settings.pop("rollover_from", None)
+        if rollover_from is not None:
+            settings["rollover_from"] = KeyPair.from_mapping(rollover_from, "policy.rollover_from")
+        return cls(**settings)
 
     def to_mapping(self) -> dict[str, Any]:
-        return {field.name: getattr(self, field.name) for field in fields(self)}
+        """What `from_mapping` reads back (rollover_from only when set)."""
+        mapping = {field.name: getattr(self, field.name) for field in fields(self)}
+        rollover_from = mapping.pop("rollover_from")
+        if rollover_from is not None:
+            mapping["rollover_from"] = rollover_from.to_mapping()
+        return mapping

@@ -80,3 +80,40 @@ def check_key_spec(algorithm: SigningAlgorithm, key_spec: str) -> str:
             f"key spec {key_spec!r} cannot sign {algorithm.jws_name}; use one of: {allowed}"
         )
     return key_spec
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """A JWS algorithm and the KMS key spec a keyset's keys are made with, checked together."""
+
+    algorithm: str
+    key_spec: str
+
+    def __post_init__(self) -> None:
+        check_key_spec(algorithm_named(self.algorithm), self.key_spec)
+
+    @property
+    def signing_algorithm(self) -> SigningAlgorithm:
+        return algorithm_named(self.algorithm)
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}/{self.key_spec}"
+
+    def to_mapping(self) -> dict[str, str]:
+        return {"algorithm": self.algorithm, "key_spec": self.key_spec}
+
+    @classmethod
+    def from_mapping(cls, value: object, setting: str) -> KeyPair:
+        """`{"algorithm", "key_spec"}` as a pair; anything else is refused naming `setting`."""
+        if (
+            not isinstance(value, dict)
+            or set(value) != {"algorithm", "key_spec"}
+            or not all(isinstance(item, str) for item in value.values())
+        ):
+            raise ConfigurationError(
+                f'{setting} must be an object {{"algorithm": str, "key_spec": str}}, got {value!r}'
+            )
+        try:
+            return cls(value["algorithm"], value["key_spec"])
+        except ConfigurationError as error:
+            raise ConfigurationError(f"{setting}: {error}") from None
