@@ -41,6 +41,12 @@ def _key_shape(key_spec: str) -> dict[str, str]:
     return {"kms:KeySpec": key_spec, "kms:KeyUsage": "SIGN_VERIFY", "kms:KeyOrigin": "AWS_KMS"}
 
 
+def _signing_algorithms(policy: RotationPolicy) -> str | list[str]:
+    algorithms = [pair.signing_algorithm.kms_algorithm for pair in policy.accepted_pairs]
+    # One value stays a plain string: the template of a stage without a rollover is unchanged.
+    return algorithms[0] if len(set(algorithms)) == 1 else list(dict.fromkeys(algorithms))
+
+
 def _sign_statement(keyset: str, policy: RotationPolicy, sid: str) -> iam.PolicyStatement:
     return iam.PolicyStatement(
         sid=sid,
@@ -49,9 +55,11 @@ def _sign_statement(keyset: str, policy: RotationPolicy, sid: str) -> iam.Policy
         conditions={
             "StringEquals": {
                 _RESOURCE_TAG: keyset,
-                # The same restriction the key policy carries (docs/design.md): one algorithm,
-                # and digests only.
-                "kms:SigningAlgorithm": policy.signing_algorithm.kms_algorithm,
+                # The same restriction each key's policy carries (docs/design.md): the
+                # keyset's algorithm, and digests only. While policy.rollover_from is set,
+                # the former algorithm too: the keys made before the change sign with it
+                # until they rotate out (their own key policy allows only that one).
+                "kms:SigningAlgorithm": _signing_algorithms(policy),
                 "kms:MessageType": "DIGEST",
             }
         },
@@ -86,6 +94,8 @@ def keeper_kms_statements(keyset: str, policy: RotationPolicy) -> list[iam.Polic
             # CreateKey has no resource to name; the request's tags and key shape bind it.
             resources=["*"],
             conditions={
+                # The configured spec only, even during a rollover (policy.rollover_from):
+                # keys of the former pair are never made again.
                 "StringEquals": {_REQUEST_TAG: keyset, **_key_shape(policy.key_spec)},
                 "ForAllValues:StringLike": tag_keys_own,
             },

@@ -281,3 +281,26 @@ def test_each_function_has_its_own_role(dev: Template) -> None:
     assert len(roles) == len(functions) == 4
     for role in roles:
         assert "ManagedPolicyArns" not in dev["Resources"][role]["Properties"]
+
+
+def test_a_rollover_lets_both_roles_sign_with_the_former_algorithm_only_while_it_lasts() -> None:
+    """policy.rollover_from adds the former algorithm to Sign; CreateKey keeps one spec."""
+    from infra.kms_permissions import keeper_kms_statements, signer_statements
+    from jwtkeys.keeper.rotation_policy import RotationPolicy
+    from jwtkeys.keys.algorithms import KeyPair
+
+    policy = RotationPolicy(
+        algorithm="ES256", key_spec="ECC_NIST_P256", rollover_from=KeyPair("RS256", "RSA_2048")
+    )
+    statements = {
+        str(json["Sid"]): json
+        for statement in [*signer_statements("k", policy), *keeper_kms_statements("k", policy)]
+        for json in [statement.to_statement_json()]
+    }
+    for sid in ("SignWithKeysetKeys", "SignCanaryAndCertificates"):
+        assert statements[sid]["Condition"]["StringEquals"]["kms:SigningAlgorithm"] == [
+            "ECDSA_SHA_256",
+            "RSASSA_PKCS1_V1_5_SHA_256",
+        ]
+    create = statements["CreateKeysetKeys"]["Condition"]["StringEquals"]
+    assert create["kms:KeySpec"] == "ECC_NIST_P256"

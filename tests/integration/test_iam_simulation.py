@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from botocore.exceptions import ClientError
 from jwtkeys import names
 from jwtkeys.clock import SimulatedClock
 from jwtkeys.errors import AwsCallFailed
+from jwtkeys.keys.algorithms import KeyPair
 from jwtkeys_tools.local.aws_endpoint import LocalAws
 from jwtkeys_tools.local.stack import LOCAL_ACCOUNT, LocalStack
 from tests.iam_simulation import DeployedPolicies, IamSession
@@ -216,6 +218,32 @@ def test_sign_only_with_the_keyset_algorithm_and_digests(
     _denied_action(denials, "kms:Sign")
     # Both the identity policy and the key policy refuse it.
     assert "resource policy: ImplicitlyDenied" in denials[0] or "resource policy" in denials[0]
+
+
+@pytest.mark.parametrize("role", ["signer", "keeper"])
+def test_during_a_rollover_old_keys_sign_with_their_algorithm_and_no_third(
+    keyset: LocalStack, iam_session: IamSession, role: str
+) -> None:
+    """RS256 keys after a move to ES256 with policy.rollover_from: RS256 is allowed on
+    them (the algorithm their key policy pins); RS384 is denied."""
+    keyset.config.policy = replace(
+        keyset.config.policy,
+        algorithm="ES256",
+        key_spec="ECC_NIST_P256",
+        rollover_from=KeyPair("RS256", "RSA_2048"),
+    )
+    role_arn = keyset.config.signer_role_arn if role == "signer" else keyset.config.keeper_role_arn
+    kms = keyset.role_client("kms", role_arn)
+    for algorithm in ("RSASSA_PKCS1_V1_5_SHA_256", "RSASSA_PKCS1_V1_5_SHA_384"):
+        kms.sign(
+            KeyId=_current_key(keyset),
+            Message=b"\x00" * (32 if algorithm.endswith("256") else 48),
+            MessageType="DIGEST",
+            SigningAlgorithm=algorithm,
+        )
+        if algorithm.endswith("256"):
+            assert iam_session.check(keyset.aws) == []
+    _denied_action(_denials(iam_session, keyset.aws), "kms:Sign")
 
 
 def test_no_other_role_signs_not_even_an_administrator(

@@ -105,6 +105,6 @@ def test_rollover_from_names_the_former_pair() -> None:
     ],
 )
 def test_a_malformed_rollover_from_is_refused_by_name(rollover_from: object, message: str) -> None:
-    with pytest.raises(ConfigurationError, match="policy.rollover_from") as refused:
+    with pytest.raises(ConfigurationError, match=r"policy\.rollover_from") as refused:
         RotationPolicy.from_mapping({"rollover_from": rollover_from})
     assert message in str(refused.value)

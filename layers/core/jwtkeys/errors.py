@@ -77,6 +77,12 @@ class LifecycleError(JwtKeysError):
     code = "LifecycleError"
 
 
+class KeyPairChanged(LifecycleError):
+    """Live keys were made with an algorithm or key spec the keyset no longer accepts."""
+
+    code = "KeyPairChanged"
+
+
 class LeaseHeld(LifecycleError):
     """Another tick holds the keeper's lease."""
 

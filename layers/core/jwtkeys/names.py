@@ -18,6 +18,8 @@ TAG_PUBLISHED_AT = "jwtkeys:published-at"
 TAG_ACTIVATED_AT = "jwtkeys:activated-at"
 TAG_DEACTIVATED_AT = "jwtkeys:deactivated-at"
 TAG_RETIRED_AT = "jwtkeys:retired-at"
+# The JWS algorithm the key signs with (its key policy allows that one only).
+TAG_ALG = "jwtkeys:alg"
 TAG_PREFIX = "jwtkeys:"
 
 # S3 objects in the keyset's bucket.

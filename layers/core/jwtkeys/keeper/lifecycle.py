@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from jwtkeys.errors import (
     AwsCallFailed,
     InvalidRequest,
     JwtKeysError,
+    KeyPairChanged,
     LeaseHeld,
     LifecycleError,
     SessionsNotEnded,
@@ -34,6 +36,7 @@ from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.keeper.state_store import Lease, Registry, RegistryStore
 from jwtkeys.keeper.tick import TickReport, TickState
 from jwtkeys.keeper.trust_anchor import Tampering, TrustAnchor
+from jwtkeys.keys.algorithms import KeyPair
 from jwtkeys.keys.key_state import KeyState, ManagedKey
 from jwtkeys.keys.key_store import KeyStore
 from jwtkeys.timestamps import to_iso
@@ -114,7 +117,7 @@ class KeyLifecycle:
         self._revoke_sessions = revoke_sessions
         self._adoption = NonceAdoption(key_store, registry_store, clock)
         self._audit = Audit(publisher, policy, clock)
-        self._anchor = TrustAnchor(key_store)
+        self._anchor = TrustAnchor(key_store, policy.accepted_pairs)
 
     @property
     def trust(self) -> TrustTarget:
@@ -220,9 +223,15 @@ class KeyLifecycle:
         if registry.decommissioned:
             report.skipped = "keyset decommissioned"
             return
+        other_pairs: list[tuple[ManagedKey, KeyPair]] = []
+        keys = self._load_keys(registry, report.tampering, other_pairs)
+        if other_pairs:
+            self._refuse_other_pairs(other_pairs)
+        for key in keys:
+            self._tag_algorithm(key)
         tick = TickState(
             registry=registry,
-            keys=self._load_keys(registry, report.tampering),
+            keys=keys,
             alias_target=self._keys.alias_target(),
             origin=self._publisher.read_origin(),
             report=report,
@@ -233,9 +242,15 @@ class KeyLifecycle:
         if not registry.decommissioned:
             self._audit.run(tick)
 
-    def _load_keys(self, registry: Registry, tampering: list[Tampering]) -> list[ManagedKey]:
+    def _load_keys(
+        self,
+        registry: Registry,
+        tampering: list[Tampering],
+        other_pairs: list[tuple[ManagedKey, KeyPair]] | None = None,
+    ) -> list[ManagedKey]:
         """The registered keys KMS vouches for (trust_anchor.py); the others are reported
-        in `tampering` and left out, so they are never published nor trusted."""
+        in `tampering` and left out, so they are never published nor trusted. Live keys
+        the keeper made for a pair the keyset no longer accepts go to `other_pairs`."""
         keys = []
         for entry in list(registry.keys):
             key = self._keys.load(entry.arn, entry.jwk)
@@ -244,6 +259,9 @@ class KeyLifecycle:
             )
             if finding is not None:
                 tampering.append(finding)
+                pair = self._anchor.other_pairs.get(entry.arn)
+                if other_pairs is not None and pair is not None and key and key.state.published:
+                    other_pairs.append((key, pair))
                 if finding.repaired and key is not None:
                     keys.append(key)  # its forged JWK was replaced by KMS's: still ours
                 continue
@@ -253,11 +271,40 @@ class KeyLifecycle:
             keys.append(key)
         return keys
 
+    def _tag_algorithm(self, key: ManagedKey) -> None:
+        """Tag a live key with the algorithm its policy allows, when it is not yet (keys
+        made before the tag existed) or the tag says otherwise: the signer reads it."""
+        algorithm = self._anchor.algorithm_of(key.arn).jws_name
+        if key.state.published and key.tags.get(names.TAG_ALG) != algorithm:
+            self._keys.set_tags(key.arn, {names.TAG_ALG: algorithm})
+            key.tags[names.TAG_ALG] = algorithm
+
+    def _refuse_other_pairs(self, other_pairs: list[tuple[ManagedKey, KeyPair]]) -> None:
+        """Nothing changes while live keys have a pair the keyset no longer accepts: a new
+        standby, a promotion or a JWKS without them would strand the key that signs."""
+        configured = self.policy.key_pair
+        found = sorted({str(pair) for _, pair in other_pairs})
+        kids = ", ".join(f"{key.kid} ({key.state.value}, {pair})" for key, pair in other_pairs)
+        rollover = json.dumps(other_pairs[0][1].to_mapping())
+        raise KeyPairChanged(
+            f"live keys {kids} were made for {' and '.join(found)}, but the keyset is"
+            f" configured for {configured}"
+            + (
+                f" with policy.rollover_from {self.policy.rollover_from}"
+                if self.policy.rollover_from is not None
+                else ""
+            )
+            + f": nothing was changed. Set policy.rollover_from to {rollover} and deploy:"
+            " those keys then keep signing until a normal rotation replaces them"
+            ' (docs/deploy.md, "Changing the algorithm or key spec")'
+        )
+
     # The reconciliation (docs/design.md, tick steps 3-8) -------------------------------
 
     def _reconcile(self, tick: TickState, promotion: Promotion) -> None:
         self._follow_alias(tick)
         self._resolve_duplicate_next(tick)
+        self._replace_former_standby(tick)
         self._ensure_next(tick)
         self._publish_and_sync(tick)
         if tick.alias_target is None:
@@ -266,6 +313,7 @@ class KeyLifecycle:
             self._promote(tick, promotion)
         self._retire_due(tick)
         self._dispose_unpublished(tick)
+        self._report_rollover(tick)
 
     def _follow_alias(self, tick: TickState) -> None:
         """Tags follow the alias: finish a promotion cut short between alias and tags."""
@@ -295,6 +343,27 @@ class KeyLifecycle:
             self._transition(extra, KeyState.RETIRED, names.TAG_RETIRED_AT, "duplicate next key")
             tick.report.retired.append(extra.kid)
 
+    def _replace_former_standby(self, tick: TickState) -> None:
+        """A standby of the pair before a change (policy.rollover_from) would bring the
+        old algorithm back at the next rotation: it never signed, so it goes at once (like
+        a duplicate next) and a standby of the configured pair takes its place."""
+        for key in tick.in_state(KeyState.NEXT):
+            if self._anchor.pair_of(key.arn) != self.policy.key_pair:
+                self._transition(
+                    key, KeyState.RETIRED, names.TAG_RETIRED_AT, "standby of the former pair"
+                )
+                tick.report.retired.append(key.kid)
+
+    def _report_rollover(self, tick: TickState) -> None:
+        former = self.policy.rollover_from
+        if former is None:
+            return
+        if not any(self._anchor.pair_of(key.arn) == former for key in tick.keys):
+            tick.report.warnings.append(
+                f"rollover complete: remove policy.rollover_from ({former}) and deploy;"
+                " no key of that pair is left"
+            )
+
     def _ensure_next(self, tick: TickState) -> None:
         if tick.one(KeyState.NEXT) is not None:
             return
@@ -312,9 +381,12 @@ class KeyLifecycle:
             arn = None
         else:
             self._dispose_strays(tick, recovery.strays)
+        # An adopted key is listed with its own algorithm (its CreateKey may predate a
+        # change of algorithm); a new key has the configured one.
+        algorithm = None if arn is None else self._anchor.algorithm_of(arn)
         if arn is None:
             arn = self._keys.create_key(self._adoption.announce(registry), self._clock.now())
-        entry = self._adoption.register(registry, arn)
+        entry = self._adoption.register(registry, arn, algorithm)
         self._keys.set_tags(arn, {names.TAG_KID: entry.kid})
         self._registry.save(registry)
         key = self._keys.load(arn, entry.jwk)

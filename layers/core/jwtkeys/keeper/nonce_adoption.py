@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from jwtkeys.clock import Clock
 from jwtkeys.keeper.state_store import Registry, RegistryEntry, RegistryStore
+from jwtkeys.keys.algorithms import SigningAlgorithm
 from jwtkeys.keys.key_store import KeyStore, ScanBound
 
 # The recovery scan reads the tags of every key in the account (one call each): an
@@ -69,9 +70,12 @@ class NonceAdoption:
             return Recovery(gave_up=gave_up)
         return Recovery(found[0], found[1:], gave_up)
 
-    def register(self, registry: Registry, arn: str) -> RegistryEntry:
-        """List a created or adopted key in `registry` (not saved) and settle the intent."""
-        jwk = self._keys.public_jwk(arn)
+    def register(
+        self, registry: Registry, arn: str, algorithm: SigningAlgorithm | None = None
+    ) -> RegistryEntry:
+        """List a created or adopted key in `registry` (not saved) and settle the intent;
+        its JWK carries `algorithm` (default: the configured one, that of new keys)."""
+        jwk = self._keys.public_jwk(arn, algorithm)
         entry = RegistryEntry(arn=arn, kid=jwk["kid"], jwk=jwk)
         registry.keys.append(entry)
         registry.intent_nonce = None

@@ -100,17 +100,7 @@ class RotationPolicy:
                 f"policy.not_before_margin must be within 0..{MAX_NOT_BEFORE_MARGIN} seconds"
             )
         check_key_spec(self.signing_algorithm, self.key_spec)
-        if self.rollover_from is not None:
-            if not isinstance(self.rollover_from, KeyPair):
-                raise ConfigurationError(
-                    f"policy.rollover_from must be a KeyPair, got {self.rollover_from!r}"
-                )
-            if self.rollover_from == self.key_pair:
-                raise ConfigurationError(
-                    f"policy.rollover_from ({self.rollover_from}) is the configured algorithm"
-                    " and key spec: it names the pair used BEFORE a change (remove it once"
-                    " the rollover is complete)"
-                )
+        self._validate_rollover()
         if self.prepublish_window < self.min_prepublish_window:
             raise UnsafePolicy(
                 "prepublish_window >= 2 x jwks_max_age + tick_interval"
@@ -131,6 +121,20 @@ class RotationPolicy:
             raise UnsafePolicy(
                 f"{MIN_DELETION_WINDOW_DAYS} <= deletion_window_days <= "
                 f"{MAX_DELETION_WINDOW_DAYS} fails: {self.deletion_window_days}"
+            )
+
+    def _validate_rollover(self) -> None:
+        if self.rollover_from is None:
+            return
+        if not isinstance(self.rollover_from, KeyPair):
+            raise ConfigurationError(
+                f"policy.rollover_from must be a KeyPair, got {self.rollover_from!r}"
+            )
+        if self.rollover_from == self.key_pair:
+            raise ConfigurationError(
+                f"policy.rollover_from ({self.rollover_from}) is the configured algorithm"
+                " and key spec: it names the pair used BEFORE a change (remove it once"
+                " the rollover is complete)"
             )
 
     @classmethod

@@ -3,8 +3,11 @@
 The registry under `state/` is written by the keeper, but the bucket is not where trust
 comes from. Before a key is published or sent to a verifier, its public JWK must be the
 one KMS GetPublicKey gives for its ARN, and the key must be one the keeper could have
-made: tagged into this keyset, a SIGN_VERIFY key of the keyset's spec whose material KMS
-generated, under the keeper's key policy. An entry that fails is tampering.
+made: tagged into this keyset, a SIGN_VERIFY key whose material KMS generated, of one
+of the pairs (algorithm, key spec) the keyset accepts (the configured one, and the one
+`policy.rollover_from` names during a change), under the key policy the keeper builds for
+that algorithm. An entry that fails is tampering. The key policy is also where a key's
+algorithm is read from: it allows that one algorithm only.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from botocore.exceptions import ClientError
 from jwtkeys import names
 from jwtkeys.errors import aws_error_code
 from jwtkeys.keeper.state_store import RegistryEntry
+from jwtkeys.keys.algorithms import ALGORITHMS, KeyPair, SigningAlgorithm
 from jwtkeys.keys.key_state import ManagedKey
 from jwtkeys.keys.key_store import KeyStore
 
@@ -41,14 +45,21 @@ class Tampering:
 class TrustAnchor:
     """Checks registry entries against KMS; a key's public half and shape are cached."""
 
-    def __init__(self, key_store: KeyStore) -> None:
+    def __init__(self, key_store: KeyStore, pairs: tuple[KeyPair, ...]) -> None:
         self._keys = key_store
+        # The pairs a key of the keyset may have, the configured one first.
+        self._pairs = pairs
+        # Keys the keeper made under another configuration (a pair it no longer accepts),
+        # as last checked: such a key is tampering for the anchor, and a reason for the
+        # lifecycle to refuse to change anything (policy.rollover_from is missing).
+        self.other_pairs: dict[str, KeyPair] = {}
         # A key's public half and its spec, usage and origin never change: one call per
         # key for the function's life. Its policy changes only through PutKeyPolicy,
         # which the key-tampering rule reports whoever calls it; this check is for keys
         # that never had the keeper's policy, so a key found sound is not read again.
         self._public: dict[str, dict[str, str]] = {}
-        self._sound: set[str] = set()
+        # Keys found sound, with their pair (the algorithm their policy allows, their spec).
+        self._sound: dict[str, KeyPair] = {}
 
     def check(self, entry: RegistryEntry, key: ManagedKey) -> Tampering | None:
         """None when `key` (loaded for `entry`) can be trusted. A registered JWK that is
@@ -58,7 +69,7 @@ class TrustAnchor:
             # A retired or revoked key is never published again (and KMS refuses
             # GetPublicKey once it is disabled): only its shape and policy matter.
             return finding
-        actual = self._public_jwk(key.arn)
+        actual = self._public_jwk(key.arn, self.algorithm_of(key.arn))
         if key.jwk != actual or entry.jwk != actual:
             # The key is sound; only the registry lies about it. KMS's half is used.
             key.jwk, entry.jwk, entry.kid = actual, actual, actual["kid"]
@@ -72,7 +83,8 @@ class TrustAnchor:
         return None
 
     def check_key(self, arn: str) -> Tampering | None:
-        """None when the key is one the keeper could have made (spec, usage, origin, policy)."""
+        """None when the key is one the keeper could have made (spec, usage, origin, policy)
+        for a pair the keyset accepts; `algorithm_of` then gives the key's algorithm."""
         if arn in self._sound:
             return None
         try:
@@ -83,16 +95,59 @@ class TrustAnchor:
                 raise
             # The keeper may read every key it made: one it may not read is someone else's.
             return self._untrusted(arn, "the keeper may not read the key")
-        expected = (self._keys.key_spec, "SIGN_VERIFY", "AWS_KMS")
-        if shape != expected:
-            return self._untrusted(
+        spec, usage, origin = shape
+        if (usage, origin) != ("SIGN_VERIFY", "AWS_KMS") or spec not in {
+            pair.key_spec for pair in self._pairs
+        }:
+            expected = "|".join(dict.fromkeys(pair.key_spec for pair in self._pairs))
+            finding = self._untrusted(
                 arn,
                 f"KMS says spec/usage/origin {'/'.join(shape)}, the keyset's keys are"
-                f" {'/'.join(expected)}",
+                f" {expected}/SIGN_VERIFY/AWS_KMS",
             )
-        if policy not in self._keys.accepted_policies():
-            return self._untrusted(arn, "its key policy is not the one the keeper sets")
-        self._sound.add(arn)
+        else:
+            finding = self._untrusted(arn, "its key policy is not the one the keeper sets")
+        pair = self._keeper_pair(spec, usage, origin, policy)
+        if pair is None:
+            return finding
+        if pair not in self._pairs:
+            self.other_pairs[arn] = pair
+            accepted = " or ".join(str(accepted) for accepted in self._pairs)
+            return self._untrusted(
+                arn,
+                f"a key of {pair}, but the keyset accepts {accepted} (policy.rollover_from"
+                " names the pair of the keys made before a change)",
+            )
+        self.other_pairs.pop(arn, None)
+        self._sound[arn] = pair
+        return None
+
+    def pair_of(self, arn: str) -> KeyPair:
+        """The pair of a key found sound by `check_key` (its policy's algorithm, its spec)."""
+        return self._sound[arn]
+
+    def algorithm_of(self, arn: str) -> SigningAlgorithm:
+        """The algorithm a key found sound by `check_key` signs with."""
+        return self._sound[arn].signing_algorithm
+
+    def _keeper_pair(
+        self, spec: str, usage: str, origin: str, policy: dict[str, Any]
+    ) -> KeyPair | None:
+        """The pair the keeper would have made this key with, under any configuration;
+        None when no configuration of the keeper makes such a key."""
+        if (usage, origin) != ("SIGN_VERIFY", "AWS_KMS"):
+            return None
+        # The configured pairs first: RS256 and PS256 keys share a spec, and only the
+        # policy tells them apart.
+        candidates = [pair.signing_algorithm for pair in self._pairs if pair.key_spec == spec]
+        candidates += [
+            algorithm
+            for algorithm in ALGORITHMS.values()
+            if spec in algorithm.key_specs and algorithm not in candidates
+        ]
+        for algorithm in candidates:
+            if policy in self._keys.accepted_policies(algorithm):
+                return KeyPair(algorithm.jws_name, spec)
         return None
 
     def check_absent(self, entry: RegistryEntry) -> Tampering | None:
@@ -114,7 +169,7 @@ class TrustAnchor:
     def _untrusted(self, arn: str, reason: str) -> Tampering:
         return Tampering("registry_entry", f"never published: {reason}", arn)
 
-    def _public_jwk(self, arn: str) -> dict[str, str]:
+    def _public_jwk(self, arn: str, algorithm: SigningAlgorithm) -> dict[str, str]:
         if arn not in self._public:
-            self._public[arn] = self._keys.public_jwk(arn)
+            self._public[arn] = self._keys.public_jwk(arn, algorithm)
         return self._public[arn]

@@ -222,10 +222,14 @@ class KeyStore:
             self._caller = CallerIdentity.from_arn(arn)
         return self._caller
 
-    def key_policy(self) -> dict[str, Any]:
-        """The policy every new key gets (built when first needed: it asks STS)."""
+    def key_policy(self, algorithm: SigningAlgorithm | None = None) -> dict[str, Any]:
+        """The policy a key of `algorithm` gets (default: the configured one, that of
+        every new key); built when first needed: it asks STS."""
         return key_policy(
-            self.algorithm, self._signer_role_arn, self._keeper_role_arn, self.caller()
+            algorithm or self.algorithm,
+            self._signer_role_arn,
+            self._keeper_role_arn,
+            self.caller(),
         )
 
     def create_key(self, nonce: str, now: float) -> str:
@@ -244,14 +248,17 @@ class KeyStore:
                 {"TagKey": names.TAG_STATE, "TagValue": KeyState.NEXT.value},
                 {"TagKey": names.TAG_NONCE, "TagValue": nonce},
                 {"TagKey": names.TAG_CREATED_AT, "TagValue": to_iso(now)},
+                # What the signer signs with; its key policy allows no other algorithm.
+                {"TagKey": names.TAG_ALG, "TagValue": self.algorithm.jws_name},
             ],
         )
         return response["KeyMetadata"]["Arn"]
 
-    def accepted_policies(self) -> list[dict[str, Any]]:
-        """The key policies a keyset key may carry: today's, and the one keys created
-        before kms:CreateGrant was taken from the account (they leave at retirement)."""
-        current = self.key_policy()
+    def accepted_policies(self, algorithm: SigningAlgorithm | None = None) -> list[dict[str, Any]]:
+        """The key policies a keyset key of `algorithm` may carry: today's, and the one
+        keys created before kms:CreateGrant was taken from the account (they leave at
+        retirement)."""
+        current = self.key_policy(algorithm)
         earlier = json.loads(json.dumps(current))
         earlier["Statement"][0]["Action"] = list(_EARLIER_ACCOUNT_ACTIONS)
         return [current, earlier]
@@ -271,10 +278,11 @@ class KeyStore:
             str(metadata.get("Origin", "")),
         )
 
-    def public_jwk(self, arn: str) -> dict[str, str]:
-        """The key's public JWK (kid = RFC 7638 thumbprint) from GetPublicKey."""
+    def public_jwk(self, arn: str, algorithm: SigningAlgorithm | None = None) -> dict[str, str]:
+        """The key's public JWK (kid = RFC 7638 thumbprint) from GetPublicKey, its `alg`
+        the key's own algorithm (default: the configured one, that of every new key)."""
         response = self._kms.get_public_key(KeyId=arn)
-        return public_jwk(public_key_from_der(response["PublicKey"]), self.algorithm)
+        return public_jwk(public_key_from_der(response["PublicKey"]), algorithm or self.algorithm)
 
     def tags(self, arn: str) -> dict[str, str]:
         response = self._kms.list_resource_tags(KeyId=arn, Limit=50)

@@ -14,7 +14,6 @@ from aws_lambda_powertools import Logger
 from jwtkeys import metrics_catalog as catalog
 from jwtkeys.clock import Clock
 from jwtkeys.errors import InvalidRequest, PolicyViolation, RequestRefused, SigningUnavailable
-from jwtkeys.keys.algorithms import algorithm_named
 from jwtkeys.keys.kms_signer import KmsJwsSigner, KmsThrottled
 from jwtkeys.observability import MetricsRecorder, lambda_log_level
 from jwtkeys.settings import SignerSettings
@@ -70,9 +69,12 @@ class SignService:
     ) -> SignService:
         """Wire the service from settings; no network call happens here."""
         settings = SignerSettings.from_environ(environ)
-        algorithm = algorithm_named(settings.rotation.algorithm)
         resolver = SigningKeyResolver(
-            kms, settings.keyset, algorithm, clock, settings.rotation.signer_cache_ttl
+            kms,
+            settings.keyset,
+            settings.rotation.accepted_pairs,
+            clock,
+            settings.rotation.signer_cache_ttl,
         )
         issuer = TokenIssuer(settings.policy, resolver, KmsJwsSigner(kms), clock)
         return cls(

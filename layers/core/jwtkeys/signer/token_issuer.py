@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,9 +13,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from jwtkeys.clock import Clock
 from jwtkeys.errors import SigningUnavailable, aws_error_code
-from jwtkeys.keys.algorithms import SigningAlgorithm
+from jwtkeys.keys.algorithms import ALGORITHMS, KeyPair, SigningAlgorithm
 from jwtkeys.keys.kms_signer import KeyUnusable, KmsJwsSigner, KmsKeyRef
-from jwtkeys.names import TAG_KEYSET, TAG_KID, TAG_STATE, current_alias
+from jwtkeys.names import TAG_ALG, TAG_KEYSET, TAG_KID, TAG_STATE, current_alias
 from jwtkeys.signer.policy import (
     SigningPolicy,
     SignRequest,
@@ -57,13 +59,15 @@ class SigningKeyResolver:
         self,
         kms: KMSClient,
         keyset: str,
-        algorithm: SigningAlgorithm,
+        pairs: tuple[KeyPair, ...],
         clock: Clock,
         cache_ttl: float,
     ) -> None:
         self._kms = kms
         self._keyset = keyset
-        self._algorithm = algorithm
+        # The pairs a key may sign with: the configured one first, then the one
+        # policy.rollover_from names while a change of algorithm rolls over.
+        self._pairs = pairs
         self._clock = clock
         self._cache_ttl = cache_ttl
         self._cached: tuple[KmsKeyRef, float] | None = None
@@ -106,13 +110,45 @@ class SigningKeyResolver:
             raise SigningUnavailable(f"{alias} names {arn} in state {tags.get(TAG_STATE)!r}")
         if metadata.get("KeyState") != "Enabled":
             raise KeyUnusable(f"{alias} names {arn}, which is {metadata.get('KeyState')}")
-        if self._algorithm.kms_algorithm not in metadata.get("SigningAlgorithms", []):
-            raise SigningUnavailable(f"{arn} cannot sign {self._algorithm.jws_name}")
+        algorithm = self._algorithm_of(arn, tags, metadata)
         kid = tags.get(TAG_KID)
         if not kid:
             # Never sign a token whose kid no verifier could look up.
             raise SigningUnavailable(f"{arn} has no kid tag yet")
-        return KmsKeyRef(key_arn=arn, kid=kid, algorithm=self._algorithm)
+        return KmsKeyRef(key_arn=arn, kid=kid, algorithm=algorithm)
+
+    def _algorithm_of(
+        self, arn: str, tags: dict[str, str], metadata: Mapping[str, Any]
+    ) -> SigningAlgorithm:
+        """The key's own algorithm: its tag (its key policy allows that one only), or for a
+        key made before the tag, the accepted pair of its spec (else the configured one).
+        It must be an accepted one: after a change of algorithm without
+        policy.rollover_from, the key that signs would be refused by its own policy."""
+        configured = self._pairs[0]
+        spec = str(metadata.get("KeySpec", ""))
+        name = tags.get(TAG_ALG) or next(
+            (pair.algorithm for pair in self._pairs if pair.key_spec == spec),
+            configured.algorithm,
+        )
+        algorithm = ALGORITHMS.get(name)
+        if algorithm is None or algorithm.kms_algorithm not in metadata.get(
+            "SigningAlgorithms", []
+        ):
+            signs = f"is a {spec} key that cannot sign {name}"
+            former = {"algorithm": "<the former algorithm>", "key_spec": spec}
+        elif all(pair.algorithm != name for pair in self._pairs):
+            signs = f"signs {name}"
+            former = {"algorithm": name, "key_spec": spec}
+        else:
+            return algorithm
+        accepted = configured.algorithm
+        if len(self._pairs) > 1:
+            accepted += f" (or {self._pairs[1].algorithm}, policy.rollover_from)"
+        raise SigningUnavailable(
+            f"the current key {arn} {signs}, but the keyset signs {accepted}: set"
+            f" policy.rollover_from to {json.dumps(former)} and deploy, so it signs until"
+            " a normal rotation replaces it"
+        )
 
 
 def new_jti() -> str:
