@@ -8,16 +8,25 @@ ticks over HTTP and reads back what verifiers would fetch.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
+import pytest
 import requests
 
 from jwtkeys import metrics_catalog as catalog
 from jwtkeys import names
+from jwtkeys.clock import SimulatedClock
+from jwtkeys.errors import AwsCallFailed
+from jwtkeys.keeper.keeper_record import digest
+from jwtkeys.keeper.service import KeeperService
 from jwtkeys.keeper.state_store import RegistryEntry, RegistryStore
 from jwtkeys.keys.algorithms import algorithm_named
 from jwtkeys.keys.jwk import public_jwk, public_key_from_der
 from jwtkeys.observability import MetricsRecorder
+from jwtkeys_tools.local.cdn import LocalCdn
 from jwtkeys_tools.local.stack import LOCAL_ACCOUNT, LocalStack
+
+from ..stack_fixtures import FAST_POLICY
 
 ATTACKER = f"arn:aws:iam::{LOCAL_ACCOUNT}:role/attacker"
 
@@ -159,3 +168,170 @@ def test_a_lease_beyond_the_longest_hold_is_tampering_not_a_stall(stack: LocalSt
     assert len(summary["created"]) == 2
     (finding,) = summary["tampering"]
     assert finding["what"] == "lease"
+
+
+def _jwks_object(stack: LocalStack) -> bytes:
+    body: bytes = stack.s3.get_object(Bucket=stack.config.bucket, Key=names.JWKS_OBJECT_KEY)[
+        "Body"
+    ].read()
+    return body
+
+
+def _put_jwks(stack: LocalStack, body: bytes) -> None:
+    # The test's own (administrator) credentials: on AWS the bucket policy denies this
+    # write to all but the keeper's role; the test plays it having happened anyway.
+    stack.s3.put_object(Bucket=stack.config.bucket, Key=names.JWKS_OBJECT_KEY, Body=body)
+
+
+def _tampering_counted(lines: list[str]) -> list[float]:
+    return [v for line in map(json.loads, lines) for v in line.get("StateTampering", [])]
+
+
+def test_an_overwritten_jwks_is_reported_then_rewritten(stack: LocalStack) -> None:
+    # Before: the next tick rewrote the object silently; nobody was told of the attack.
+    stack.keeper_service().handle({"action": "tick"})
+    honest = {key["kid"] for key in _served(stack)}
+    _, attacker = _attacker_key(stack)
+    _put_jwks(stack, json.dumps({"keys": [*_served(stack), attacker]}).encode())
+    lines: list[str] = []
+    keeper = stack.keeper_service(
+        metrics=MetricsRecorder(catalog.KEEPER_SERVICE, "test", write=lines.append)
+    )
+
+    summary = keeper.handle({"action": "tick"})
+
+    (finding,) = summary["tampering"]
+    assert finding["what"] == "served_jwks"
+    assert "not the one the keeper last wrote" in finding["detail"]
+    assert finding["repaired"] is True
+    assert summary["published"] is True
+    assert {key["kid"] for key in _served(stack)} == honest
+    assert _tampering_counted(lines) == [1.0]
+    # The record follows the rewrite: the next tick finds nothing.
+    assert "tampering" not in keeper.handle({"action": "tick"})
+
+
+def test_a_deleted_jwks_is_tampering_too(stack: LocalStack) -> None:
+    keeper = stack.keeper_service()
+    keeper.handle({"action": "tick"})
+    stack.s3.delete_object(Bucket=stack.config.bucket, Key=names.JWKS_OBJECT_KEY)
+
+    summary = keeper.handle({"action": "tick"})
+
+    (finding,) = summary["tampering"]
+    assert finding["what"] == "served_jwks"
+    assert "gone" in finding["detail"]
+    assert len(_served(stack)) == 2
+
+
+def test_a_publish_whose_registry_save_was_lost_is_not_tampering(stack: LocalStack) -> None:
+    keeper = stack.keeper_service()
+    first = keeper.handle({"action": "tick"})
+    # The revocation's JWKS is written, then every registry write fails: the registry
+    # keeps the digest of the JWKS before it.
+    stack.aws.inject_faults("http500", service="s3", operation="PutObject", after=2, count=None)
+    with pytest.raises(AwsCallFailed, match="PutObject"):
+        keeper.handle({"action": "revoke", "kid": first["next_kid"]})
+    stack.aws.clear_faults()
+    assert first["next_kid"] not in {key["kid"] for key in _served(stack)}
+    assert _registry(stack).load().jwks_sha256 != digest(_jwks_object(stack))
+
+    summary = keeper.handle({"action": "tick"})
+
+    assert "tampering" not in summary
+    assert first["next_kid"] not in {key["kid"] for key in _served(stack)}
+
+
+def test_a_forged_decommissioned_flag_is_tampering_not_an_idle_keyset(
+    stack: LocalStack, clock: SimulatedClock
+) -> None:
+    # Before: every tick answered "keyset decommissioned" and did nothing, alarms quiet.
+    keeper = stack.keeper_service()
+    first = keeper.handle({"action": "tick"})
+    store = _registry(stack)
+    registry = store.load()
+    registry.decommissioned = True
+    registry.decommissioned_at = clock.now()  # even with a forged record: KMS disagrees
+    store.save(registry)
+    lines: list[str] = []
+    keeper = stack.keeper_service(
+        metrics=MetricsRecorder(catalog.KEEPER_SERVICE, "test", write=lines.append)
+    )
+    clock.advance(FAST_POLICY.rotation_period)
+
+    summary = keeper.handle({"action": "tick"})
+
+    assert "skipped" not in summary
+    (finding,) = summary["tampering"]
+    assert finding["what"] == "decommissioned"
+    assert "signing alias still names" in finding["detail"]
+    assert first["next_kid"] in summary["promoted"]
+    assert _tampering_counted(lines) == [1.0]
+    assert store.load().decommissioned is False
+    assert "tampering" not in keeper.handle({"action": "tick"})
+
+
+def test_a_real_decommission_idles_without_findings(stack: LocalStack) -> None:
+    keeper = stack.keeper_service()
+    keeper.handle({"action": "tick"})
+    keeper.handle({"action": "decommission", "confirm": "test"})
+    assert _registry(stack).load().decommissioned_at is not None
+
+    summary = keeper.handle({"action": "tick"})
+
+    assert summary["skipped"] == "keyset decommissioned"
+    assert "tampering" not in summary
+    assert _served(stack) == []
+
+
+@pytest.fixture
+def behind_cdn(
+    stack: LocalStack, clock: SimulatedClock
+) -> Iterator[tuple[LocalCdn, KeeperService]]:
+    """A keeper reading the served JWKS through a CDN (as on AWS), past the settle window
+    of its first publish (the CDN is never invalidated locally: it expires copies)."""
+    with LocalCdn(stack.public_base_url, clock) as cdn:
+        keeper = stack.keeper_service(public_base_url=cdn.url)
+        keeper.handle({"action": "tick"})
+        clock.advance(2 * FAST_POLICY.jwks_max_age + FAST_POLICY.tick_interval)
+        yield cdn, keeper
+
+
+def test_a_served_copy_the_keeper_never_wrote_is_tampering_not_drift(
+    stack: LocalStack, behind_cdn: tuple[LocalCdn, KeeperService]
+) -> None:
+    cdn, keeper = behind_cdn
+    honest = _jwks_object(stack)
+    _, attacker = _attacker_key(stack)
+    # The attacker's copy reaches the CDN (a verifier's fetch caches it), then the
+    # origin gets the keeper's bytes back: the bucket alone looks untouched.
+    stack.s3.put_object(
+        Bucket=stack.config.bucket,
+        Key=names.JWKS_OBJECT_KEY,
+        Body=json.dumps({"keys": [attacker]}).encode(),
+        CacheControl=f"public, max-age={FAST_POLICY.jwks_max_age}",
+    )
+    requests.get(f"{cdn.url}/{names.JWKS_OBJECT_KEY}", timeout=5)
+    _put_jwks(stack, honest)
+
+    summary = keeper.handle({"action": "tick"})
+
+    (finding,) = summary["tampering"]
+    assert finding["what"] == "served_jwks"
+    assert "neither the one the keeper last wrote" in finding["detail"]
+    assert finding["repaired"] is False
+    assert summary["drift"]["jwks"] is True
+    assert summary["published"] is False
+
+
+def test_a_served_jwks_that_cannot_be_fetched_stays_drift(
+    behind_cdn: tuple[LocalCdn, KeeperService],
+) -> None:
+    cdn, keeper = behind_cdn
+    cdn.stop()
+
+    summary = keeper.handle({"action": "tick"})
+
+    assert "tampering" not in summary
+    assert summary["drift"]["jwks"] is True
+    assert [w for w in summary["warnings"] if "cannot fetch the served JWKS" in w]

@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -259,10 +259,17 @@ class LocalStack:
         trust_factory: TrustFactory = no_trust,
         metrics: MetricsRecorder | None = None,
         logger: Logger | None = None,
+        public_base_url: str | None = None,
         **client_options: Any,
     ) -> KeeperService:
-        """The keeper function's service over the local endpoint."""
+        """The keeper function's service over the local endpoint.
+
+        `public_base_url`: where it reads the served JWKS back (a LocalCdn in front of
+        the bucket, as CloudFront is on AWS); by default the bucket's own public URL.
+        """
         settings = KeeperSettings.from_environ(self.keeper_env())
+        if public_base_url is not None:
+            settings = replace(settings, public_base_url=public_base_url)
         keeper = self.config.keeper_role_arn
         config = client_options.get("config")
         create_config = CREATE_KEY_CONFIG if config is None else config.merge(CREATE_KEY_CONFIG)

@@ -1,4 +1,4 @@
-"""The audit that closes every keeper action (tick step 8): drift, ages and invariant I3.
+"""The audit closing every keeper action (tick step 8): drift, served tampering, ages, I3.
 
 It only reads: what it finds goes into the action's report (and from there into the
 keeper's metrics and alarms), never into a change.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from jwtkeys.clock import Clock
 from jwtkeys.errors import JwksUnavailable
 from jwtkeys.keeper.jwks_publisher import JwksPublisher
+from jwtkeys.keeper.keeper_record import served_tampering
 from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.keeper.tick import TickState
 from jwtkeys.keys.jwk import render_jwks
@@ -55,4 +56,10 @@ class Audit:
             + self._policy.tick_interval
         )
         # Inside the window, CDN and caches may lawfully still serve the previous copy.
-        return drift or (served is not None and served != expected and now >= settled)
+        if served is None or served == expected or now < settled:
+            return drift
+        # Past it, a copy the keeper never wrote is tampering, not only drift.
+        finding = served_tampering(served, tick.registry, expected, self._publisher.jwks_url)
+        if finding is not None:
+            tick.report.tampering.append(finding)
+        return True

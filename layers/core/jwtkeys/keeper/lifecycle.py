@@ -9,6 +9,7 @@ tags follow the alias.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import json
 import logging
@@ -31,12 +32,14 @@ from jwtkeys.errors import (
 from jwtkeys.keeper import schedule
 from jwtkeys.keeper.audit import Audit
 from jwtkeys.keeper.jwks_publisher import JwksPublisher
+from jwtkeys.keeper.keeper_record import decommission_tampering, digest, origin_tampering
 from jwtkeys.keeper.nonce_adoption import NonceAdoption
 from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.keeper.state_store import Lease, Registry, RegistryStore
 from jwtkeys.keeper.tick import TickReport, TickState
 from jwtkeys.keeper.trust_anchor import Tampering, TrustAnchor
 from jwtkeys.keys.algorithms import KeyPair
+from jwtkeys.keys.jwk import render_jwks
 from jwtkeys.keys.key_state import KeyState, ManagedKey
 from jwtkeys.keys.key_store import KeyStore
 from jwtkeys.timestamps import to_iso
@@ -82,6 +85,10 @@ def _what_changed(report: TickReport, failure: AwsCallFailed) -> str:
     if report.published:
         done.append("published the JWKS")
     changed = "done: " + "; ".join(done) if done else "no key changed state"
+    if report.tampering:
+        # Found before the failure: the alarm's words must not be lost with the report.
+        found = sorted({finding.what for finding in report.tampering})
+        changed += f"; found tampering: {', '.join(found)}"
     if failure.operation == "CreateKey":
         # Never retried blindly: the intent nonce finds the key if KMS made it.
         changed += " (a key may have been created: the next run adopts it by its nonce)"
@@ -221,8 +228,15 @@ class KeyLifecycle:
     def _run(self, report: TickReport, body: Callable[[TickState], None]) -> None:
         registry = self._registry.load()
         if registry.decommissioned:
-            report.skipped = "keyset decommissioned"
-            return
+            # Only a decommission KMS agrees with idles; a forged flag is reported and
+            # cleared, and the action goes on as usual.
+            forged = decommission_tampering(registry, self._keys.alias_target())
+            if forged is None:
+                report.skipped = "keyset decommissioned"
+                return
+            report.tampering.append(forged)
+            registry.decommissioned = False
+            registry.decommissioned_at = None
         other_pairs: list[tuple[ManagedKey, KeyPair]] = []
         keys = self._load_keys(registry, report.tampering, other_pairs)
         if other_pairs:
@@ -237,8 +251,17 @@ class KeyLifecycle:
             report=report,
         )
         if any(finding.repaired for finding in report.tampering):
-            self._registry.save(registry)  # KMS's public keys back in the registry
+            self._registry.save(registry)  # KMS's public keys (or no forged flag) back
+        # Reported before the body rewrites it, so the finding stands even if that fails.
+        overwritten = origin_tampering(
+            tick.origin, registry, render_jwks(key.jwk for key in tick.published)
+        )
+        if overwritten is not None:
+            report.tampering.append(overwritten)
         body(tick)
+        if overwritten is not None and report.published:
+            index = report.tampering.index(overwritten)
+            report.tampering[index] = dataclasses.replace(overwritten, repaired=True)
         if not registry.decommissioned:
             self._audit.run(tick)
 
@@ -416,6 +439,7 @@ class KeyLifecycle:
             tick.origin = written
             tick.report.published = True
             tick.registry.jwks_published_at = now
+            tick.registry.jwks_sha256 = digest(written)
             self._registry.save(tick.registry)
         for key in published:
             if key.published_at is None:
@@ -602,6 +626,7 @@ class KeyLifecycle:
         if not tick.trust_ok:
             raise LifecycleError(f"decommission incomplete: {tick.report.trust_error}")
         registry.decommissioned = True
+        registry.decommissioned_at = self._clock.now()
         self._registry.save(registry)
 
     def _transition(

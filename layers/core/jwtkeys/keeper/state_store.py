@@ -110,7 +110,11 @@ class Registry:
     # is found by its tag instead of creating a second key.
     intent_nonce: str | None = None
     jwks_published_at: float | None = None
+    # SHA-256 of the JWKS bytes the keeper last put: any other object there was not its.
+    jwks_sha256: str | None = None
     decommissioned: bool = False
+    # When the keeper decommissioned the keyset: a flag without it is not the keeper's.
+    decommissioned_at: float | None = None
     # Keys whose deletion is scheduled: kept for `status`, never queried by a tick.
     disposed: list[dict[str, Any]] = field(default_factory=list)
 
@@ -140,7 +144,9 @@ class RegistryStore:
             keys=[RegistryEntry(**entry) for entry in raw.get("keys", [])],
             intent_nonce=raw.get("intent_nonce"),
             jwks_published_at=raw.get("jwks_published_at"),
+            jwks_sha256=raw.get("jwks_sha256"),
             decommissioned=bool(raw.get("decommissioned", False)),
+            decommissioned_at=raw.get("decommissioned_at"),
             disposed=list(raw.get("disposed", [])),
         )
 

@@ -36,7 +36,11 @@ class Tampering:
     repaired: bool = False
 
     def to_summary(self) -> dict[str, Any]:
-        summary: dict[str, Any] = {"what": self.what, "detail": self.detail}
+        summary: dict[str, Any] = {
+            "what": self.what,
+            "detail": self.detail,
+            "repaired": self.repaired,
+        }
         if self.arn is not None:
             summary["arn"] = self.arn
         return summary
