@@ -335,3 +335,21 @@ def test_a_served_jwks_that_cannot_be_fetched_stays_drift(
     assert "tampering" not in summary
     assert summary["drift"]["jwks"] is True
     assert [w for w in summary["warnings"] if "cannot fetch the served JWKS" in w]
+
+
+def test_an_overwritten_jwks_is_counted_even_when_its_rewrite_fails(stack: LocalStack) -> None:
+    stack.keeper_service().handle({"action": "tick"})
+    _, attacker = _attacker_key(stack)
+    _put_jwks(stack, json.dumps({"keys": [attacker]}).encode())
+    lines: list[str] = []
+    keeper = stack.keeper_service(
+        metrics=MetricsRecorder(catalog.KEEPER_SERVICE, "test", write=lines.append)
+    )
+    # The lease's write passes; the JWKS rewrite (and all after it) fails.
+    stack.aws.inject_faults("http500", service="s3", operation="PutObject", after=1)
+
+    with pytest.raises(AwsCallFailed, match="found tampering: served_jwks"):
+        keeper.handle({"action": "tick"})
+
+    stack.aws.clear_faults()
+    assert _tampering_counted(lines) == [1.0]

@@ -125,6 +125,9 @@ class KeyLifecycle:
         self._adoption = NonceAdoption(key_store, registry_store, clock)
         self._audit = Audit(publisher, policy, clock)
         self._anchor = TrustAnchor(key_store, policy.accepted_pairs)
+        # What the last action found, kept even when it failed after finding it: the
+        # keeper service counts it for the alarm either way.
+        self.tampering_found: list[Tampering] = []
 
     @property
     def trust(self) -> TrustTarget:
@@ -179,6 +182,7 @@ class KeyLifecycle:
 
     def _under_lease(self, action: str, body: Callable[[TickState], None]) -> TickReport:
         report = TickReport(action=action)
+        self.tampering_found = report.tampering
         try:
             self._lease.acquire()
         except LeaseHeld as held:

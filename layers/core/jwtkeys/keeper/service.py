@@ -22,6 +22,7 @@ from jwtkeys.keeper.jwks_publisher import (
 from jwtkeys.keeper.lifecycle import KeyLifecycle
 from jwtkeys.keeper.state_store import Lease, RegistryStore
 from jwtkeys.keeper.tick import TickReport
+from jwtkeys.keeper.trust_anchor import Tampering
 from jwtkeys.keys.key_store import KeyStore
 from jwtkeys.observability import MetricsRecorder
 from jwtkeys.settings import KeeperSettings
@@ -162,10 +163,14 @@ class KeeperService:
         action = _parse_action(event)
         self._metrics.add(catalog.KEEPER_TICKS, 1)
         self._preflight()
+        self.keeper.tampering_found = []  # this action's findings only (a warm container)
         try:
             report = action(self.keeper)
         except Exception:
             self._metrics.add(catalog.ROTATION_FAILURES, 1)
+            # Found before the action failed (a forged JWKS whose rewrite failed): the
+            # alarm must not wait for an action that succeeds.
+            self._record_tampering(self.keeper.tampering_found)
             raise
         self._record(report)
         return report.to_summary()
@@ -186,12 +191,15 @@ class KeeperService:
             failures = 1
         self._metrics.add(catalog.SERVICENOW_PREFLIGHT_FAILURES, failures)
 
+    def _record_tampering(self, findings: list[Tampering]) -> None:
+        self._metrics.add(catalog.STATE_TAMPERING, len(findings))
+        for finding in findings:
+            self._log.error("keeper state tampered with", extra=finding.to_summary())
+
     def _record(self, report: TickReport) -> None:
         add = self._metrics.add
         add(catalog.ROTATION_FAILURES, 0)
-        add(catalog.STATE_TAMPERING, len(report.tampering))
-        for finding in report.tampering:
-            self._log.error("keeper state tampered with", extra=finding.to_summary())
+        self._record_tampering(report.tampering)
         if report.skipped:
             return
         add(catalog.KEYS_CREATED, len(report.created))
