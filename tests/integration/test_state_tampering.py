@@ -274,6 +274,13 @@ def test_a_forged_decommissioned_flag_is_tampering_not_an_idle_keyset(
 def test_a_real_decommission_idles_without_findings(stack: LocalStack) -> None:
     keeper = stack.keeper_service()
     keeper.handle({"action": "tick"})
+    # A key long deleted whose entry stayed (its disposal's registry save was lost):
+    # nothing of it is left to dispose of, and it must not make the record look forged.
+    store = _registry(stack)
+    registry = store.load()
+    gone = registry.keys[0].arn.rsplit("/", 1)[0] + "/00000000-0000-0000-0000-000000000000"
+    registry.keys.append(RegistryEntry(arn=gone, kid="gone", jwk=dict(registry.keys[0].jwk)))
+    store.save(registry)
     keeper.handle({"action": "decommission", "confirm": "test"})
     assert _registry(stack).load().decommissioned_at is not None
 

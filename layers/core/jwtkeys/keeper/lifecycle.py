@@ -629,6 +629,9 @@ class KeyLifecycle:
         self._dispose_unpublished(tick)
         if not tick.trust_ok:
             raise LifecycleError(f"decommission incomplete: {tick.report.trust_error}")
+        # Entries still listed name keys gone from KMS or never the keeper's (reported):
+        # nothing of them is left to dispose of, and the record lists no key.
+        registry.keys = []
         registry.decommissioned = True
         registry.decommissioned_at = self._clock.now()
         self._registry.save(registry)
