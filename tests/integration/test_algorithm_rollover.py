@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+from cryptography import x509
 from jwcrypto import jwk as jose_jwk
 from jwcrypto import jws as jose_jws
 from jwcrypto import jwt as jose_jwt
@@ -26,9 +27,21 @@ from jwtkeys.keeper.rotation_policy import RotationPolicy
 from jwtkeys.keeper.trust_anchor import TrustAnchor
 from jwtkeys.keys.algorithms import ALGORITHMS, KeyPair
 from jwtkeys.keys.key_store import KeyStore
+from jwtkeys_tools.local.aws_endpoint import LocalAws
 from jwtkeys_tools.local.invariants import IssuedRecord, check_invariants, keyset_keys, served_kids
 from jwtkeys_tools.local.stack import LocalStack
 from tests.iam_simulation import IamSession
+from tests.servicenow_fixtures import CLIENT_ID
+from tests.servicenow_sync_fixtures import (
+    SERVICE_EMAIL,
+    Instance,
+    exchange,
+    make_stack,
+    put_secret,
+    secret_value,
+    servicenow_env,
+    trust_factory,
+)
 
 from ..stack_fixtures import FAST_POLICY
 
@@ -178,6 +191,29 @@ def test_a_rollover_keeps_the_old_key_signing_until_its_rotation_then_moves_to_t
     assert "remove policy.rollover_from (RS256/RSA_2048)" in complete[-1]
 
 
+def test_the_signer_takes_an_untagged_keys_algorithm_from_the_pair_of_its_spec(
+    stack: LocalStack, iam_session: IamSession
+) -> None:
+    """A key made before the alg tag, before the keeper's first tick on this version."""
+    before = _live_keyset(stack, iam_session)
+    current = next(
+        arn
+        for arn, tags in keyset_keys(stack).items()
+        if tags[names.TAG_KID] == before["current_kid"]
+    )
+    stack.kms.untag_resource(KeyId=current, TagKeys=[names.TAG_ALG])
+    _deploy(stack, iam_session, ROLLOVER)
+    # RSA_2048 is the spec of the rollover_from pair: RS256.
+    assert _sign(stack, [])["alg"] == "RS256"
+
+    _deploy(stack, iam_session, CHANGED)
+    with pytest.raises(SigningUnavailable) as unavailable:
+        stack.sign_service().handle({"subject": "svc-orders", "audience": "client-test"})
+    message = str(unavailable.value)
+    assert "is a RSA_2048 key that cannot sign ES256" in message
+    assert "set policy.rollover_from to" in message
+
+
 def test_the_anchor_flags_a_key_of_a_third_pair(stack: LocalStack) -> None:
     """Made as the keeper would for RS384: neither the configured pair nor the rollover's."""
     config = stack.config
@@ -219,3 +255,68 @@ def test_the_anchor_flags_a_key_of_a_third_pair(stack: LocalStack) -> None:
     assert anchor.algorithm_of(new).jws_name == "ES256"
     # A PS256 policy on an RSA key is a third pair too, though its spec is the former one.
     assert anchor.check_key(made_for("PS256", "RSA_2048")) is not None
+
+
+def _certificate_algorithm(instance: Instance, kid: str) -> str:
+    """The signature algorithm of the certificate jwtkeys keeps in ServiceNow for `kid`."""
+    name = names.servicenow_record_name("test", kid)
+    (row,) = [r for r in instance.emulator.rows("sys_certificate") if r["name"] == name]
+    certificate = x509.load_pem_x509_certificate(row["pem_certificate"].encode("ascii"))
+    oid = certificate.signature_algorithm_oid
+    return {
+        x509.SignatureAlgorithmOID.RSA_WITH_SHA256: "RS256",
+        x509.SignatureAlgorithmOID.ECDSA_WITH_SHA256: "ES256",
+    }[oid]
+
+
+@pytest.mark.parametrize("servicenow_profile", ["zurich-legacy-app"])
+def test_servicenow_trusts_each_key_with_its_own_algorithm_through_the_rollover(
+    local_aws: LocalAws,
+    instance: Instance,
+    servicenow_clock: SimulatedClock,
+    iam_session: IamSession,
+    servicenow_profile: str,
+) -> None:
+    """Certificates and canaries use each key's algorithm; tokens of both are exchanged."""
+    stack = make_stack(
+        local_aws,
+        servicenow_clock,
+        servicenow_env(instance.emulator, put_secret(local_aws, secret_value())),
+    )
+
+    def tick() -> dict[str, Any]:
+        keeper = stack.keeper_service(trust_factory(local_aws))
+        summary: dict[str, Any] = keeper.handle({"action": "tick"})
+        return summary
+
+    def exchanged() -> dict[str, Any]:
+        response = stack.sign_service().handle(
+            {"subject": SERVICE_EMAIL, "audience": CLIENT_ID, "ttl_seconds": 300}
+        )
+        assert exchange(instance.emulator, response["token"]).status_code == 200
+        return response
+
+    first = tick()
+    old_current = first["current_kid"]
+    assert _certificate_algorithm(instance, old_current) == "RS256"
+    _deploy(stack, iam_session, replace(stack.config.policy, **_rollover_changes()))
+
+    summary = tick()
+    (new_next,) = summary["created"]
+    assert summary["retired"] == [first["next_kid"]]
+    assert instance.trusted_kids() == {old_current, new_next}
+    assert _certificate_algorithm(instance, old_current) == "RS256"
+    assert _certificate_algorithm(instance, new_next) == "ES256"
+    assert (exchanged()["alg"], summary["current_kid"]) == ("RS256", old_current)
+
+    # The promotion's canary is signed with the new key's own algorithm, and accepted.
+    servicenow_clock.advance(FAST_POLICY.rotation_period)
+    promoted = tick()
+    assert promoted["promoted"] == [new_next]
+    assert not promoted.get("trust_error")
+    response = exchanged()
+    assert (response["kid"], response["alg"]) == (new_next, "ES256")
+
+
+def _rollover_changes() -> dict[str, Any]:
+    return {"algorithm": NEW.algorithm, "key_spec": NEW.key_spec, "rollover_from": OLD}
