@@ -3,8 +3,8 @@
 Every sensitive KMS action is bound to the keyset: existing keys by their
 `jwtkeys:keyset` tag (aws:ResourceTag), new keys by the tags in the request
 (aws:RequestTag, aws:TagKeys), aliases by their `alias/jwtkeys/<keyset>/` prefix.
-Only the listing calls that IAM cannot scope (kms:ListAliases, kms:ListKeys) are
-on `*`.
+Only the listing calls that IAM cannot scope (kms:ListAliases, kms:ListKeys,
+tag:GetResources) are on `*`.
 """
 
 from __future__ import annotations
@@ -191,6 +191,13 @@ def keeper_kms_statements(keyset: str, policy: RotationPolicy) -> list[iam.Polic
             # Listing calls IAM cannot scope to a resource; they reveal no key material.
             sid="ListKeysAndAliases",
             actions=["kms:ListAliases", "kms:ListKeys"],
+            resources=["*"],
+        ),
+        iam.PolicyStatement(
+            # The key census (keeper/census.py): the keys carrying the keyset's tag. The
+            # Tagging API has no resource-level permissions; it returns ARNs and tags only.
+            sid="KeyCensusByTag",
+            actions=["tag:GetResources"],
             resources=["*"],
         ),
     ]

@@ -26,6 +26,7 @@ service = KeeperService.create(
         s3=boto3.client("s3"),
         sts=boto3.client("sts"),
         kms_create=boto3.client("kms", config=CREATE_KEY_CONFIG),
+        tagging=boto3.client("resourcegroupstaggingapi"),
         cloudfront=boto3.client("cloudfront") if settings.distribution_id else None,
     ),
     SystemClock(),

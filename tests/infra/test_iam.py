@@ -173,6 +173,7 @@ def test_keeper_lists_only_what_iam_cannot_scope(keeper: dict[str, dict[str, Any
         "kms:CreateKey",
         "kms:ListAliases",
         "kms:ListKeys",
+        "tag:GetResources",
         "xray:PutTraceSegments",
         "xray:PutTelemetryRecords",
     }

@@ -157,6 +157,7 @@ class OperatorTarget:
                     s3=boto3.client("s3"),
                     sts=boto3.client("sts"),
                     kms_create=boto3.client("kms", config=CREATE_KEY_CONFIG),
+                    tagging=boto3.client("resourcegroupstaggingapi"),
                 ),
                 SystemClock(),
                 trust_factory=servicenow.trust_target,

@@ -280,6 +280,7 @@ class LocalStack:
             kms_create=self.role_client(
                 "kms", keeper, **{**client_options, "config": create_config}
             ),
+            tagging=self.role_client("resourcegroupstaggingapi", keeper, **client_options),
         )
 
         def as_keeper(settings: KeeperSettings, clock: Clock) -> TrustTarget:

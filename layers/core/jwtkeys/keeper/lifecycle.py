@@ -31,6 +31,7 @@ from jwtkeys.errors import (
 )
 from jwtkeys.keeper import schedule
 from jwtkeys.keeper.audit import Audit
+from jwtkeys.keeper.census import KeyCensus
 from jwtkeys.keeper.jwks_publisher import JwksPublisher
 from jwtkeys.keeper.keeper_record import decommission_tampering, digest, origin_tampering
 from jwtkeys.keeper.nonce_adoption import NonceAdoption
@@ -108,6 +109,7 @@ class KeyLifecycle:
         lease: Lease,
         publisher: JwksPublisher,
         trust: TrustTarget,
+        census: KeyCensus,
         clock: Clock,
         logger: logging.Logger | Any | None = None,
         revoke_sessions: bool = True,
@@ -119,6 +121,7 @@ class KeyLifecycle:
         self._lease = lease
         self._publisher = publisher
         self._trust = trust
+        self._census = census
         self._clock = clock
         self._log = logger or logging.getLogger("jwtkeys.keeper.lifecycle")
         self._revoke_sessions = revoke_sessions
@@ -256,6 +259,7 @@ class KeyLifecycle:
         )
         if any(finding.repaired for finding in report.tampering):
             self._registry.save(registry)  # KMS's public keys (or no forged flag) back
+        self._take_census(registry, report)
         # Reported before the body rewrites it, so the finding stands even if that fails.
         overwritten = origin_tampering(
             tick.origin, registry, render_jwks(key.jwk for key in tick.published)
@@ -268,6 +272,18 @@ class KeyLifecycle:
             report.tampering[index] = dataclasses.replace(overwritten, repaired=True)
         if not registry.decommissioned:
             self._audit.run(tick)
+
+    def _take_census(self, registry: Registry, report: TickReport) -> None:
+        """Keys tagged with the keyset that the registry does not list, when a census is
+        due: before the body, so the keys this action creates are not yet in question."""
+        if not self._census.due(registry):
+            return
+        result = self._census.run(registry)
+        report.tampering.extend(result.unregistered)
+        if result.gave_up:
+            report.warnings.append(result.gave_up)
+        registry.census_at = self._clock.now()
+        self._registry.save(registry)
 
     def _load_keys(
         self,

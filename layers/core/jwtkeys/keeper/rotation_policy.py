@@ -32,6 +32,9 @@ class RotationPolicy:
     signer_cache_ttl: int = 300
     tick_interval: int = 300
     deletion_window_days: int = 30
+    # How often the keeper looks for keys tagged with the keyset that its registry does
+    # not list (keeper/census.py): one Resource Groups Tagging API call per census.
+    census_interval: int = 86400
     # ServiceNow's own JWKS cache lifespan when it trusts us through a JWKS URL; 0 otherwise.
     verifier_jwks_cache_lifespan: int = 0
     # Seconds a token's whole window (iat = nbf, exp) is moved back, so a verifier with 0 s
@@ -90,6 +93,7 @@ class RotationPolicy:
             "jwks_max_age",
             "signer_cache_ttl",
             "tick_interval",
+            "census_interval",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"policy.{name} must be positive")

@@ -13,6 +13,7 @@ from jwtkeys import metrics_catalog as catalog
 from jwtkeys.aws_failures import AWS_FAILURES, name_failed_calls, translate
 from jwtkeys.clock import Clock
 from jwtkeys.errors import AwsCallFailed, InvalidRequest, JwtKeysError
+from jwtkeys.keeper.census import KeyCensus
 from jwtkeys.keeper.jwks_publisher import (
     CdnInvalidator,
     CloudFrontInvalidator,
@@ -31,6 +32,7 @@ from jwtkeys.trust.target import NoTrustTarget, Preflight, TrustTarget
 if TYPE_CHECKING:
     from mypy_boto3_cloudfront import CloudFrontClient
     from mypy_boto3_kms import KMSClient
+    from mypy_boto3_resourcegroupstaggingapi import ResourceGroupsTaggingAPIClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sts import STSClient
 
@@ -51,10 +53,13 @@ class KeeperClients:
     # GetCallerIdentity: the partition and account the key policy names.
     sts: STSClient
     kms_create: KMSClient  # CreateKey alone, configured with CREATE_KEY_CONFIG
+    # GetResources: the key census (keeper/census.py).
+    tagging: ResourceGroupsTaggingAPIClient
     cloudfront: CloudFrontClient | None = None
 
     def __post_init__(self) -> None:
-        for client in (self.kms, self.s3, self.sts, self.kms_create, self.cloudfront):
+        clients = (self.kms, self.s3, self.sts, self.kms_create, self.tagging, self.cloudfront)
+        for client in clients:
             if client is not None:
                 name_failed_calls(client)
 
@@ -108,19 +113,20 @@ class KeeperService:
             else:
                 invalidator = RecordingInvalidator()
         registry = RegistryStore(clients.s3, settings.bucket)
+        key_store = KeyStore(
+            clients.kms,
+            clients.sts,
+            clients.kms_create,
+            settings.keyset,
+            rotation.signing_algorithm,
+            rotation.key_spec,
+            settings.signer_role_arn,
+            settings.keeper_role_arn,
+        )
         keeper = KeyLifecycle(
             keyset=settings.keyset,
             policy=rotation,
-            key_store=KeyStore(
-                clients.kms,
-                clients.sts,
-                clients.kms_create,
-                settings.keyset,
-                rotation.signing_algorithm,
-                rotation.key_spec,
-                settings.signer_role_arn,
-                settings.keeper_role_arn,
-            ),
+            key_store=key_store,
             registry_store=registry,
             lease=Lease(clients.s3, settings.bucket, clock, LEASE_SECONDS),
             publisher=JwksPublisher(
@@ -132,6 +138,7 @@ class KeeperService:
                 settings.public_base_url,
             ),
             trust=trust_factory(settings, clock),
+            census=KeyCensus(clients.tagging, key_store, clock, rotation.census_interval),
             clock=clock,
             logger=log,
             revoke_sessions=settings.servicenow.revoke_sessions if settings.servicenow else True,

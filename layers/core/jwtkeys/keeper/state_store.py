@@ -117,6 +117,8 @@ class Registry:
     decommissioned_at: float | None = None
     # Keys whose deletion is scheduled: kept for `status`, never queried by a tick.
     disposed: list[dict[str, Any]] = field(default_factory=list)
+    # When the last key census ran (keeper/census.py): at most one per census_interval.
+    census_at: float | None = None
 
     def entry(self, arn: str) -> RegistryEntry | None:
         return next((entry for entry in self.keys if entry.arn == arn), None)
@@ -148,6 +150,7 @@ class RegistryStore:
             decommissioned=bool(raw.get("decommissioned", False)),
             decommissioned_at=raw.get("decommissioned_at"),
             disposed=list(raw.get("disposed", [])),
+            census_at=raw.get("census_at"),
         )
 
     def save(self, registry: Registry) -> None:

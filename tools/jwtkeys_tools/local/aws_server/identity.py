@@ -458,6 +458,21 @@ def describe(
         return _secretsmanager_requests(principal, name, region, params())
     if name.service == "cloudfront":
         return _cloudfront_requests(principal, name, environ)
+    if name.service == "tagging":
+        # The Resource Groups Tagging API signs as `tagging` but its IAM actions are
+        # `tag:*`, none of them scoped to a resource: authorised on "*".
+        return [
+            IamRequest(
+                principal.session_arn,
+                principal.role_arn,
+                principal.label,
+                name.service,
+                name.operation,
+                f"tag:{name.operation}",
+                "*",
+                _base_context(principal),
+            )
+        ]
     # Unmodelled: the generic action on `*`, which only a broad grant allows; a new call
     # then fails the simulation until it is modelled here and granted in infra.
     action = f"{name.service}:{name.operation}"
