@@ -112,7 +112,7 @@ def test_a_change_without_rollover_from_is_refused_by_name_and_changes_nothing(
     message = str(refused.value)
     assert before["current_kid"] in message
     assert before["next_kid"] in message
-    assert "configured for ES256/ECC_NIST_P256" in message
+    assert "does not accept (ES256/ECC_NIST_P256)" in message
     assert 'Set policy.rollover_from to {"algorithm": "RS256", "key_spec": "RSA_2048"}' in message
     assert "nothing was changed" in message
     with pytest.raises(KeyPairChanged):

@@ -325,20 +325,25 @@ class KeyLifecycle:
     def _refuse_other_pairs(self, other_pairs: list[tuple[ManagedKey, KeyPair]]) -> None:
         """Nothing changes while live keys have a pair the keyset no longer accepts: a new
         standby, a promotion or a JWKS without them would strand the key that signs."""
-        configured = self.policy.key_pair
-        found = sorted({str(pair) for _, pair in other_pairs})
         kids = ", ".join(f"{key.kid} ({key.state.value}, {pair})" for key, pair in other_pairs)
-        rollover = json.dumps(other_pairs[0][1].to_mapping())
-        raise KeyPairChanged(
-            f"live keys {kids} were made for {' and '.join(found)}, but the keyset is"
-            f" configured for {configured}"
-            + (
-                f" with policy.rollover_from {self.policy.rollover_from}"
-                if self.policy.rollover_from is not None
-                else ""
-            )
-            + f": nothing was changed. Set policy.rollover_from to {rollover} and deploy:"
+        accepted = " or ".join(str(pair) for pair in self.policy.accepted_pairs)
+        # The pair to roll over from is the signing key's (else the first found).
+        former = next(
+            (pair for key, pair in other_pairs if key.state is KeyState.CURRENT),
+            other_pairs[0][1],
+        )
+        advice = (
+            f"Set policy.rollover_from to {json.dumps(former.to_mapping())} and deploy:"
             " those keys then keep signing until a normal rotation replaces them"
+        )
+        if len({pair for _, pair in other_pairs}) > 1:
+            advice += (
+                "; rollover_from names one former pair: keys of another must leave (deploy"
+                " the configuration they were made under until they do) before this change"
+            )
+        raise KeyPairChanged(
+            f"live keys {kids} were made for a pair the keyset does not accept ({accepted}):"
+            f" nothing was changed. {advice}"
             ' (docs/deploy.md, "Changing the algorithm or key spec")'
         )
 
