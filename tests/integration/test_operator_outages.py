@@ -120,8 +120,14 @@ def _converges(
     if command == "decommission":
         assert served_kids(d.stack) == set()
         assert {tags["kms:state"] for tags in keyset_keys(d.stack).values()} == {"PendingDeletion"}
+        # The keeper's record is whole: later ticks idle, with no decommission finding.
+        idle = d.stack.keeper_service().handle({"action": "tick"})
+        assert idle.get("skipped") == "keyset decommissioned", idle
+        assert "tampering" not in idle, idle
         return
-    d.stack.keeper_service().handle({"action": "tick"})
+    summary = d.stack.keeper_service().handle({"action": "tick"})
+    # An outage is no attack: whatever the faulted run left, nothing is tampering.
+    assert "tampering" not in summary, summary
     check_invariants(d.stack)
     states = sorted(tags[names.TAG_STATE] for tags in keyset_keys(d.stack).values())
     assert states.count("current") == 1, states

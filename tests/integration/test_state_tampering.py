@@ -360,3 +360,22 @@ def test_an_overwritten_jwks_is_counted_even_when_its_rewrite_fails(stack: Local
 
     stack.aws.clear_faults()
     assert _tampering_counted(lines) == [1.0]
+
+
+def test_a_registry_without_the_record_adopts_the_keepers_jwks_then_guards_it(
+    stack: LocalStack,
+) -> None:
+    keeper = stack.keeper_service()
+    keeper.handle({"action": "tick"})
+    # A registry as a keeper before the record wrote it, over an unchanged keyset.
+    store = _registry(stack)
+    registry = store.load()
+    registry.jwks_sha256 = None
+    store.save(registry)
+
+    assert "tampering" not in keeper.handle({"action": "tick"})
+    assert store.load().jwks_sha256 == digest(_jwks_object(stack))
+    _, attacker = _attacker_key(stack)
+    _put_jwks(stack, json.dumps({"keys": [attacker]}).encode())
+    (finding,) = keeper.handle({"action": "tick"})["tampering"]
+    assert finding["what"] == "served_jwks"

@@ -261,11 +261,16 @@ class KeyLifecycle:
             self._registry.save(registry)  # KMS's public keys (or no forged flag) back
         self._take_census(registry, report)
         # Reported before the body rewrites it, so the finding stands even if that fails.
-        overwritten = origin_tampering(
-            tick.origin, registry, render_jwks(key.jwk for key in tick.published)
-        )
+        expected = render_jwks(key.jwk for key in tick.published)
+        overwritten = origin_tampering(tick.origin, registry, expected)
         if overwritten is not None:
             report.tampering.append(overwritten)
+        elif registry.jwks_sha256 is None and tick.origin is not None and tick.origin == expected:
+            # A registry from before the keeper kept its record (or whose first save was
+            # lost): the object is what the keeper would write, so it becomes the record
+            # now rather than at the next change, which may be a rotation period away.
+            registry.jwks_sha256 = digest(tick.origin)
+            self._registry.save(registry)
         body(tick)
         if overwritten is not None and report.published:
             index = report.tampering.index(overwritten)
