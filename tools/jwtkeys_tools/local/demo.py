@@ -298,6 +298,8 @@ class DemoState:
     def tick(self, demo: Demo, action: dict[str, Any] | None = None) -> dict[str, Any]:
         """One keeper invocation; the JWKS versions it wrote join the history."""
         summary: dict[str, Any] = self.keeper.handle(action or {"action": "tick"})
+        # Nobody but the keeper touches the demo's bucket: a finding is a false alarm.
+        check("tampering" not in summary, f"keeper reported tampering: {summary.get('tampering')}")
         demo.record_publications(self.stack)
         demo.record_trust()
         return summary
