@@ -244,7 +244,8 @@ class Monitoring(Construct):
                 "state-tampering",
                 "The keeper found its state in the bucket not as it wrote it: a registry entry"
                 " KMS does not vouch for, a served JWKS it did not write, a forged lease or"
-                " decommission flag.",
+                " decommission flag; or a KMS key tagged with the keyset that the registry"
+                " does not list (key census).",
                 self._keeper_metric(catalog.STATE_TAMPERING, "Sum"),
                 threshold=1,
             ),

@@ -68,7 +68,8 @@ CURRENT_KEY_AGE_SECONDS = _keeper("CurrentKeyAgeSeconds", "Seconds")
 NEXT_KEY_PUBLISHED_SECONDS = _keeper("NextKeyPublishedSeconds", "Seconds")
 PUBLISHED_KEYS = _keeper("PublishedKeys")
 JWKS_DRIFT = _keeper("JwksDrift")
-# Keeper state in the bucket that is not what the keeper wrote (trust_anchor.Tampering).
+# Keeper state in the bucket that is not what the keeper wrote, or a key tagged with the
+# keyset that its registry does not list (trust_anchor.Tampering).
 STATE_TAMPERING = _keeper("StateTampering")
 SERVICENOW_SYNC_FAILURES = _keeper("ServiceNowSyncFailures")
 SERVICENOW_DRIFT = _keeper("ServiceNowDrift")

@@ -29,7 +29,7 @@ from jwtkeys.keys.key_store import KeyStore
 class Tampering:
     """One piece of keeper state that is not what the keeper wrote."""
 
-    what: str  # registry_entry, served_jwks, lease, decommissioned
+    what: str  # registry_entry, served_jwks, lease, decommissioned, unregistered_key
     detail: str
     arn: str | None = None
     # True when the keeper put it right (KMS had the truth), False when it left it out.
