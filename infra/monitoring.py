@@ -332,6 +332,13 @@ class Monitoring(Construct):
                 threshold=1,
             ),
             AlarmSpec(
+                "unconfirmed-promotion",
+                "A revocation promoted the standby key without ServiceNow's confirmation:"
+                " ServiceNow may refuse its tokens (runbook).",
+                self._keeper_metric(catalog.UNCONFIRMED_PROMOTIONS, "Sum"),
+                threshold=1,
+            ),
+            AlarmSpec(
                 "certificate-expiring",
                 f"A ServiceNow certificate expires within {CERTIFICATE_EXPIRY_ALARM_DAYS} days.",
                 self._keeper_metric(catalog.CERTIFICATE_EXPIRES_IN_DAYS, "Minimum"),

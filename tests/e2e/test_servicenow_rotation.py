@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import requests
 
-from jwtkeys import servicenow
+from jwtkeys import names, servicenow
 from jwtkeys.clock import SimulatedClock
 from jwtkeys.keeper.service import KeeperService
 from jwtkeys.observability import MetricsRecorder
 from jwtkeys_tools.local.aws_endpoint import LocalAws
-from jwtkeys_tools.local.invariants import IssuedRecord, check_invariants
+from jwtkeys_tools.local.invariants import IssuedRecord, check_invariants, keyset_keys
 from jwtkeys_tools.local.stack import LocalStack
 from tests.servicenow_sync_fixtures import (
     CANARY_EMAIL,
@@ -169,6 +169,10 @@ def test_revocation_ends_the_apps_sessions_and_untrusts_the_key(deployment: Depl
     assert table_api_status() == 401
     assert exchange(emulator, spare.token).status_code == 401
     assert token.kid not in deployment.instance.trusted_kids()
+    # ServiceNow confirmed the standby before it was promoted: nothing to say loudly.
+    assert "unconfirmed_promotion" not in summary
+    assert not any("UNCONFIRMED" in warning for warning in summary["warnings"])
+    assert deployment.metric("UnconfirmedPromotions")[-1] == 0.0
     # The standby key took over at once, and ServiceNow already trusted it.
     replacement = deployment.sign()
     assert replacement.kid == summary["current_kid"] != token.kid
@@ -207,6 +211,48 @@ def test_a_refused_canary_holds_the_rotation_until_servicenow_accepts_the_key(
     )
     assert promoted["promoted"] == [standby]
     check_invariants(stack, trusted_kids=deployment.instance.trusted_kids)
+
+
+def test_a_revocation_promotes_a_standby_servicenow_does_not_confirm_and_says_so(
+    deployment: Deployment,
+) -> None:
+    first = deployment.tick()
+    compromised, standby = first["current_kid"], first["next_kid"]
+    # The canary subject is now an admin: ServiceNow refuses the standby's canary.
+    emulator = deployment.instance.emulator
+    emulator.add_user("shadow", email="shadow@jwtkeys.test", roles=("admin",))
+    stack = deployment.stack
+    env = dict(stack.config.servicenow_env)
+    env["JWTKEYS_SERVICENOW_CANARY_SUBJECT"] = "shadow@jwtkeys.test"
+    stack.config.servicenow_env = env
+    metrics: list[dict[str, Any]] = []
+    recorder = MetricsRecorder(
+        "jwtkeys-keeper", "test", write=lambda line: metrics.append(json.loads(line))
+    )
+    keeper = stack.keeper_service(trust_factory=servicenow.trust_target, metrics=recorder)
+    summary = keeper.handle({"action": "revoke", "kid": compromised})
+    # The compromised key is revoked and disabled whatever ServiceNow says.
+    assert summary["revoked"] == [compromised]
+    assert compromised not in deployment.instance.trusted_kids()
+    arn = next(
+        arn for arn, tags in keyset_keys(stack).items() if tags[names.TAG_KID] == compromised
+    )
+    assert stack.kms.describe_key(KeyId=arn)["KeyMetadata"]["KeyState"] != "Enabled"
+    # The standby signs now, and the report says loudly that it is unconfirmed.
+    assert summary["promoted"] == [standby]
+    assert summary["current_kid"] == standby
+    unconfirmed = summary["unconfirmed_promotion"]
+    assert unconfirmed["kid"] == standby
+    assert unconfirmed["verifier"] == "servicenow"
+    assert "canary token" in unconfirmed["error"]
+    record = f"jwt_verifier_map jwtkeys/test/{standby}"
+    assert any(line.startswith(record) and CLIENT_ID in line for line in unconfirmed["records"])
+    assert any(
+        "PROMOTED UNCONFIRMED" in warning and record in warning for warning in summary["warnings"]
+    )
+    held = Deployment(stack, keeper, deployment.instance, deployment.clock, metrics)
+    assert held.metric("UnconfirmedPromotions") == [1.0]
+    assert deployment.sign().kid == standby
 
 
 def test_a_servicenow_outage_during_a_due_rotation_promotes_nothing(

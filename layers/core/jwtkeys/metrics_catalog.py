@@ -78,6 +78,8 @@ SERVICENOW_RECORDS = _keeper("ServiceNowRecords")
 CERTIFICATE_EXPIRES_IN_DAYS = _keeper("CertificateExpiresInDays", "None")
 # A revocation that could not end the verifier's sessions (oauth_credential unreadable).
 SESSIONS_NOT_ENDED = _keeper("SessionsNotEnded")
+# A revocation promoted the standby key without the verifier's confirmation.
+UNCONFIRMED_PROMOTIONS = _keeper("UnconfirmedPromotions")
 # Checks of `jwtkeys doctor` that failed at a keeper container's first action.
 SERVICENOW_PREFLIGHT_FAILURES = _keeper("ServiceNowPreflightFailures")
 
@@ -120,6 +122,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     SERVICENOW_RECORDS,
     CERTIFICATE_EXPIRES_IN_DAYS,
     SESSIONS_NOT_ENDED,
+    UNCONFIRMED_PROMOTIONS,
     SERVICENOW_PREFLIGHT_FAILURES,
     AUTHORIZER_ACCEPTED,
     AUTHORIZER_REFUSED,

@@ -485,15 +485,19 @@ class KeyLifecycle:
             )
 
     def _confirmed(self, tick: TickState, key: ManagedKey) -> bool:
+        return self._confirmation_error(tick, key) is None
+
+    def _confirmation_error(self, tick: TickState, key: ManagedKey) -> str | None:
+        """Why the verifier does not confirm `key` (after a warning), or None when it does."""
         if not tick.trust_ok:
-            return False
+            return f"the trust sync failed: {tick.report.trust_error}"
         try:
             self._trust.confirm(key, self._clock.now())
         except JwtKeysError as error:
             tick.report.canary_failed = True
             tick.report.warnings.append(f"{key.kid} not confirmed by {self._trust.name}: {error}")
-            return False
-        return True
+            return str(error)
+        return None
 
     def _bootstrap(self, tick: TickState) -> None:
         """No key signs yet: activate the (published, trusted) standby key at once."""
@@ -609,6 +613,11 @@ class KeyLifecycle:
                 self._publish_and_sync(tick)
                 standby = tick.one(KeyState.NEXT)
             assert standby is not None
+            # A revocation never waits for the verifier: the compromised key must stop
+            # signing now. The standby is confirmed first all the same, and promoted
+            # unconfirmed (loudly) when that fails: its tokens may be refused, while the
+            # compromised key's would be accepted by anyone who holds it.
+            unconfirmed = self._confirmation_error(tick, standby)
             # Move the alias first so signers switch before the key is disabled.
             self._keys.point_alias(standby.arn, exists=True)
             tick.alias_target = standby.arn
@@ -616,6 +625,8 @@ class KeyLifecycle:
                 standby, KeyState.CURRENT, names.TAG_ACTIVATED_AT, "revocation of current"
             )
             tick.report.promoted.append(standby.kid)
+            if unconfirmed is not None:
+                self._report_unconfirmed(tick, standby, unconfirmed)
         if key.state is not KeyState.REVOKED:
             self._transition(key, KeyState.REVOKED, names.TAG_RETIRED_AT, "revoked by operator")
         tick.report.revoked.append(kid)
@@ -633,6 +644,30 @@ class KeyLifecycle:
         self._ensure_next(tick)
         self._publish_and_sync(tick)
         self._dispose_unpublished(tick)
+
+    def _report_unconfirmed(self, tick: TickState, key: ManagedKey, error: str) -> None:
+        """A key promoted without the verifier's confirmation: in the report, a warning,
+        the log and (through the report) the UnconfirmedPromotions metric."""
+        records = self._trust.records_of(key)
+        tick.report.unconfirmed_promotion = {
+            "kid": key.kid,
+            "verifier": self._trust.name,
+            "records": records,
+            "error": error,
+        }
+        tick.report.warnings.append(
+            f"PROMOTED UNCONFIRMED: {key.kid} signs now but {self._trust.name} did not confirm"
+            f" it ({error}); its tokens may be refused by {'; '.join(records) or 'the verifier'}"
+        )
+        self._log.error(
+            "promoted without the verifier's confirmation",
+            extra={
+                "kid": key.kid,
+                "verifier": self._trust.name,
+                "records": records,
+                "error": error,
+            },
+        )
 
     def _decommission(self, tick: TickState) -> None:
         registry = tick.registry

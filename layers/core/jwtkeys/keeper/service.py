@@ -222,6 +222,7 @@ class KeeperService:
         add(catalog.SERVICENOW_SYNC_FAILURES, 1 if report.trust_error else 0)
         add(catalog.CANARY_EXCHANGE_FAILURES, 1 if report.canary_failed else 0)
         add(catalog.SESSIONS_NOT_ENDED, 1 if report.sessions_not_ended else 0)
+        add(catalog.UNCONFIRMED_PROMOTIONS, 1 if report.unconfirmed_promotion else 0)
         if report.trust is not None:
             add(catalog.SERVICENOW_DRIFT, report.trust.drift)
             add(catalog.SERVICENOW_RECORDS, report.trust.records)

@@ -29,6 +29,9 @@ class TickReport:
     canary_failed: bool = False
     # Revocation could not end the verifier's sessions (why), or None.
     sessions_not_ended: str | None = None
+    # A revocation promoted the standby without the verifier's confirmation: its kid,
+    # the verifier, the records that may refuse its tokens and the error; or None.
+    unconfirmed_promotion: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     current_kid: str | None = None
     next_kid: str | None = None
@@ -62,6 +65,8 @@ class TickReport:
             summary["trust_error"] = self.trust_error
         if self.sessions_not_ended:
             summary["sessions_not_ended"] = self.sessions_not_ended
+        if self.unconfirmed_promotion:
+            summary["unconfirmed_promotion"] = self.unconfirmed_promotion
         if self.tampering:
             summary["tampering"] = [finding.to_summary() for finding in self.tampering]
         return summary

@@ -300,6 +300,14 @@ class ServiceNowTrustTarget:
         """The kids ServiceNow holds an owned verifier map for (for audits and tests)."""
         return self.sync.trusted_kids()
 
+    def records_of(self, key: ManagedKey) -> list[str]:
+        """The records through which ServiceNow trusts `key` (no call to the instance)."""
+        app = f"{APP_TABLE} application with client_id {self.settings.client_id!r}"
+        if self.jwks_url is not None:
+            return [f"{app} (verifies against its JWKS URL {self.jwks_url})"]
+        name = servicenow_record_name(self.keyset, key.kid)
+        return [f"{VERIFIER_TABLE} {name} of the {app}", f"{CERTIFICATE_TABLE} {name}"]
+
     def _canary_passes(self, keys: Sequence[ManagedKey], now: float) -> bool:
         """A mode switch's proof: a canary of the current key (else the newest) exchanged
         in the new mode. Without a canary subject there is nothing to prove it with."""

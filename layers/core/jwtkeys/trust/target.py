@@ -55,6 +55,11 @@ class TrustTarget(Protocol):
         """The kids the verifier trusts for this keyset now; None when there is no verifier."""
         ...
 
+    def records_of(self, key: ManagedKey) -> list[str]:
+        """The verifier's records that trust `key`, named for an operator (what may refuse
+        its tokens when they are not as they should be)."""
+        ...
+
 
 class NoTrustTarget:
     """No external verifier configured: the JWKS is the whole of trust."""
@@ -72,3 +77,6 @@ class NoTrustTarget:
 
     def trusted_kids(self) -> set[str] | None:
         return None
+
+    def records_of(self, key: ManagedKey) -> list[str]:
+        return []
