@@ -339,6 +339,13 @@ class Monitoring(Construct):
                 threshold=1,
             ),
             AlarmSpec(
+                "foreign-trust-records",
+                "ServiceNow trusts keys for jwtkeys' application through verifier maps jwtkeys"
+                " does not own (runbook).",
+                self._keeper_metric(catalog.FOREIGN_TRUST_RECORDS, "Maximum"),
+                threshold=1,
+            ),
+            AlarmSpec(
                 "certificate-expiring",
                 f"A ServiceNow certificate expires within {CERTIFICATE_EXPIRY_ALARM_DAYS} days.",
                 self._keeper_metric(catalog.CERTIFICATE_EXPIRES_IN_DAYS, "Minimum"),

@@ -34,7 +34,13 @@ from tests.servicenow_sync_fixtures import (
     servicenow_env,
 )
 
-from ..servicenow_fixtures import ALL_PROFILES, CLIENT_ID
+from ..servicenow_fixtures import (
+    ALL_PROFILES,
+    CLIENT_ID,
+    INTEGRATION_USER,
+    certificate_pem,
+    signing_key,
+)
 from ..stack_fixtures import FAST_POLICY
 
 STEP = 1800
@@ -253,6 +259,47 @@ def test_a_revocation_promotes_a_standby_servicenow_does_not_confirm_and_says_so
     held = Deployment(stack, keeper, deployment.instance, deployment.clock, metrics)
     assert held.metric("UnconfirmedPromotions") == [1.0]
     assert deployment.sign().kid == standby
+
+
+def test_a_foreign_verifier_map_on_the_app_is_reported_at_each_tick_until_removed(
+    deployment: Deployment,
+) -> None:
+    deployment.tick()
+    assert deployment.metric("ForeignTrustRecords") == [0.0]
+    emulator = deployment.instance.emulator
+    now = deployment.clock.now()
+    pem = certificate_pem(signing_key("ES256"), not_before=now - 60, not_after=now + 86400)
+    certificate = emulator.add_record(
+        "sys_certificate", {"name": "admin's", "pem_certificate": pem}
+    )
+    stray = {
+        "name": "admin's",
+        "kid": "admin-kid",
+        "sys_certificate": certificate,
+        "oauth_jwt": deployment.instance.app_sys_id,
+    }
+    stray_id = emulator.add_record("jwt_verifier_map", stray)
+    for _ in range(2):
+        deployment.clock.advance(STEP)
+        summary = deployment.tick()
+        assert [(f["sys_id"], f["kid"]) for f in summary["foreign_trust"]] == [
+            (stray_id, "admin-kid")
+        ]
+        assert any("admin-kid" in w and "not jwtkeys'" in w for w in summary["warnings"])
+        assert deployment.metric("ForeignTrustRecords")[-1] == 1.0
+        row = next(r for r in emulator.rows("jwt_verifier_map") if r["sys_id"] == stray_id)
+        assert {field: row[field] for field in stray} == stray
+    # An operator removes it: the next tick reports nothing.
+    removed = requests.delete(
+        f"{emulator.url}/api/now/table/jwt_verifier_map/{stray_id}",
+        auth=INTEGRATION_USER,
+        verify=emulator.ca_bundle,
+        timeout=10,
+    )
+    assert removed.status_code == 204
+    summary = deployment.tick()
+    assert "foreign_trust" not in summary
+    assert deployment.metric("ForeignTrustRecords")[-1] == 0.0
 
 
 def test_a_servicenow_outage_during_a_due_rotation_promotes_nothing(

@@ -67,6 +67,7 @@ SERVICENOW_ALARMS: dict[str, tuple[set[tuple[str, str, str]], float, str]] = {
     "canary-failing": ({("jwtkeys", "CanaryExchangeFailures", "Sum")}, 1, GTE),
     "sessions-not-ended": ({("jwtkeys", "SessionsNotEnded", "Sum")}, 1, GTE),
     "unconfirmed-promotion": ({("jwtkeys", "UnconfirmedPromotions", "Sum")}, 1, GTE),
+    "foreign-trust-records": ({("jwtkeys", "ForeignTrustRecords", "Maximum")}, 1, GTE),
     "certificate-expiring": (
         {("jwtkeys", "CertificateExpiresInDays", "Minimum")},
         constants.CERTIFICATE_EXPIRY_ALARM_DAYS,

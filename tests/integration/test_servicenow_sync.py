@@ -39,6 +39,7 @@ from ..servicenow_fixtures import (
     CLIENT_SECRET,
     INTEGRATION_USER,
     certificate_pem,
+    make_assertion,
     signing_key,
 )
 
@@ -184,6 +185,65 @@ def test_records_it_does_not_own_are_never_touched(
     assert _unowned(instance.emulator) == before
     trust.reconcile([second], now)
     assert instance.trusted_kids() == {second.kid}
+
+
+def test_a_map_an_admin_adds_to_the_app_is_reported_at_each_reconcile_and_never_touched(
+    sn_stack: LocalStack, instance: Instance, api: requests.Session
+) -> None:
+    trust = make_trust(sn_stack)
+    key = make_key(sn_stack)
+    now = sn_stack.clock.now()
+    assert trust.reconcile([key], now).foreign == []
+    emulator = instance.emulator
+    # An admin trusts a key of their own on jwtkeys' application, through the Table API.
+    stray_key = signing_key("RS256")
+    pem = certificate_pem(stray_key, not_before=now - 60, not_after=now + 86400)
+    posted = api.post(
+        _table(emulator, "sys_certificate"), json={"name": "partner key", "pem_certificate": pem}
+    )
+    assert posted.status_code == 201, posted.text
+    certificate = posted.json()["result"]["sys_id"]
+    posted = api.post(
+        _table(emulator, "jwt_verifier_map"),
+        json={
+            "name": "partner key",
+            "kid": "partner-kid",
+            "sys_certificate": certificate,
+            "oauth_jwt": instance.app_sys_id,
+        },
+    )
+    assert posted.status_code == 201, posted.text
+    stray = posted.json()["result"]["sys_id"]
+    # Why it is a finding: ServiceNow now accepts tokens of a key jwtkeys never published.
+    token = make_assertion(
+        stray_key, "RS256", "partner-kid", client_id=CLIENT_ID, sub=CANARY_EMAIL, now=now
+    )
+    assert exchange(emulator, token).status_code == 200
+    # A map of another application is not jwtkeys' concern.
+    other_app = emulator.add_oauth_jwt_app("someone else", "other-client", "other-secret")
+    emulator.add_record(
+        "jwt_verifier_map",
+        {"name": "elsewhere", "kid": "k", "sys_certificate": certificate, "oauth_jwt": other_app},
+    )
+    before = _unowned(emulator)
+    for _ in range(2):
+        report = trust.reconcile([key], now)
+        assert report.foreign == [
+            {
+                "table": "jwt_verifier_map",
+                "sys_id": stray,
+                "name": "partner key",
+                "kid": "partner-kid",
+                "sys_certificate": certificate,
+            }
+        ]
+        assert report.drift == 0
+    # Reported, never changed or deleted; jwtkeys' own records are as they should be.
+    assert _unowned(emulator) == before
+    _assert_trusted(instance, key)
+    # Once an operator removes it, it is no longer reported.
+    _delete(api, instance, "jwt_verifier_map", stray)
+    assert trust.reconcile([key], now).foreign == []
 
 
 Edit = Callable[[requests.Session, Instance, Record, Record], None]

@@ -80,6 +80,8 @@ CERTIFICATE_EXPIRES_IN_DAYS = _keeper("CertificateExpiresInDays", "None")
 SESSIONS_NOT_ENDED = _keeper("SessionsNotEnded")
 # A revocation promoted the standby key without the verifier's confirmation.
 UNCONFIRMED_PROMOTIONS = _keeper("UnconfirmedPromotions")
+# Verifier maps of jwtkeys' ServiceNow application that jwtkeys does not own.
+FOREIGN_TRUST_RECORDS = _keeper("ForeignTrustRecords")
 # Checks of `jwtkeys doctor` that failed at a keeper container's first action.
 SERVICENOW_PREFLIGHT_FAILURES = _keeper("ServiceNowPreflightFailures")
 
@@ -123,6 +125,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     CERTIFICATE_EXPIRES_IN_DAYS,
     SESSIONS_NOT_ENDED,
     UNCONFIRMED_PROMOTIONS,
+    FOREIGN_TRUST_RECORDS,
     SERVICENOW_PREFLIGHT_FAILURES,
     AUTHORIZER_ACCEPTED,
     AUTHORIZER_REFUSED,

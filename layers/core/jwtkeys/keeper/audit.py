@@ -38,6 +38,12 @@ class Audit:
             report.next_kid = standby.kid
             if standby.published_at is not None:
                 report.next_key_published_for = now - standby.published_at
+        for record in report.trust.foreign if report.trust is not None else []:
+            report.warnings.append(
+                f"{record['table']} {record['name']!r} (sys_id {record['sys_id']}, kid"
+                f" {record['kid']!r}) trusts keys for jwtkeys' application but is not"
+                " jwtkeys': left as it is, an operator decides"
+            )
         if len(tick.in_state(KeyState.CURRENT)) > 1 or len(tick.in_state(KeyState.NEXT)) > 1:
             report.warnings.append("more than one current or next key: I3 does not hold")
 

@@ -226,6 +226,11 @@ class KeeperService:
         if report.trust is not None:
             add(catalog.SERVICENOW_DRIFT, report.trust.drift)
             add(catalog.SERVICENOW_RECORDS, report.trust.records)
+            add(catalog.FOREIGN_TRUST_RECORDS, len(report.trust.foreign))
+            for record in report.trust.foreign:
+                # `name` is a LogRecord attribute: the record's name goes in as `record`.
+                fields = {("record" if key == "name" else key): v for key, v in record.items()}
+                self._log.error("foreign trust record on the verifier", extra=fields)
             if report.trust.certificate_expires_in_days is not None:
                 add(catalog.CERTIFICATE_EXPIRES_IN_DAYS, report.trust.certificate_expires_in_days)
 

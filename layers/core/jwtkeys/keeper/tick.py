@@ -65,6 +65,8 @@ class TickReport:
             summary["trust_error"] = self.trust_error
         if self.sessions_not_ended:
             summary["sessions_not_ended"] = self.sessions_not_ended
+        if self.trust is not None and self.trust.foreign:
+            summary["foreign_trust"] = self.trust.foreign
         if self.unconfirmed_promotion:
             summary["unconfirmed_promotion"] = self.unconfirmed_promotion
         if self.tampering:

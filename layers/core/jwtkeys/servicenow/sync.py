@@ -21,6 +21,11 @@ written in the instance's spelling, and a field that is missing or too short sto
 the sync before anything is written. Every insert and update is read back; a record
 the instance stored differently (truncated, altered) is deleted and the tick fails.
 
+Every reconcile also lists the verifier maps of jwtkeys' application that it does not
+own (the same request as its own maps, widened by `^OR`): an admin's map there makes
+ServiceNow accept tokens of a key jwtkeys never published. They are reported
+(`TrustReport.foreign`), never changed or deleted: an operator decides.
+
 Drift is counted when an owned record exists but is wrong, when a map points at no
 usable certificate, or when a record this process saw in step has gone. A certificate
 without its map is, without that memory, indistinguishable from a create cut short
@@ -129,6 +134,8 @@ class OwnedRecords:
 
     certificates: dict[str, list[Record]] = field(default_factory=dict)
     verifiers: dict[str, list[Record]] = field(default_factory=dict)
+    # Maps of the application that are not ours (listed only when the app was given).
+    foreign_verifiers: list[Record] = field(default_factory=list)
 
 
 @dataclass
@@ -251,19 +258,42 @@ class TrustSync:
             )
         return apps[0]
 
-    def owned(self) -> OwnedRecords:
-        """Every owned record of the keyset, re-checked by exact name."""
+    def owned(self, app_id: str | None = None) -> OwnedRecords:
+        """Every owned record of the keyset, re-checked by exact name; with `app_id`, also
+        every verifier map of that application jwtkeys does not own (read in the same
+        request: `^OR` widens the map query, and each row is re-checked here)."""
         query = f"nameSTARTSWITH{self.ownership.prefix}"
         found = OwnedRecords()
         for table, fields, into in (
             (CERTIFICATE_TABLE, CERTIFICATE_FIELDS, found.certificates),
             (VERIFIER_TABLE, VERIFIER_FIELDS, found.verifiers),
         ):
-            for record in self.client.list(table, query, self.fields(table, fields)):
+            listed = query
+            if table == VERIFIER_TABLE and app_id:
+                listed = f"{query}^ORoauth_jwt={app_id}"
+            for record in self.client.list(table, listed, self.fields(table, fields)):
+                if not record.get("sys_id"):
+                    continue
                 kid = self.ownership.kid_of(record)
-                if kid is not None and record.get("sys_id"):
+                if kid is not None:
                     into.setdefault(kid, []).append(record)
+                elif table == VERIFIER_TABLE and app_id and record.get("oauth_jwt") == app_id:
+                    found.foreign_verifiers.append(record)
         return found
+
+    @staticmethod
+    def _foreign_findings(owned: OwnedRecords) -> list[dict[str, str]]:
+        """The application's maps jwtkeys does not own, as the report names them."""
+        return [
+            {
+                "table": VERIFIER_TABLE,
+                "sys_id": record["sys_id"],
+                "name": record.get("name", ""),
+                "kid": record.get("kid", ""),
+                "sys_certificate": record.get("sys_certificate", ""),
+            }
+            for record in owned.foreign_verifiers
+        ]
 
     def trusted_kids(self) -> set[str]:
         """The kids that have an owned verifier map (what ServiceNow trusts for us)."""
@@ -275,8 +305,9 @@ class TrustSync:
         """Make the owned records exactly those of `keys`; idempotent."""
         self.schema().check(self.certificate_mode_needs())
         app = self.find_app()
-        owned = self.owned()
-        report = TrustReport()
+        owned = self.owned(app["sys_id"])
+        # Reported, never changed: not ours, and an operator decides whether it stays.
+        report = TrustReport(foreign=self._foreign_findings(owned))
         wanted = {key.kid: key for key in keys}
         expiries: list[float] = []
         for key in keys:
@@ -346,7 +377,8 @@ class TrustSync:
         # Certificates and maps of an earlier certificate-mode set-up are ours to remove,
         # but only once the new mode is proven (a canary through the JWKS URL): until
         # then they keep the instance trusting the keys.
-        owned = self.owned()
+        owned = self.owned(app["sys_id"])
+        report.foreign = self._foreign_findings(owned)
         if (owned.verifiers or owned.certificates) and not (
             switch_confirmed is None or switch_confirmed()
         ):

@@ -19,6 +19,9 @@ class TrustReport:
     records: int = 0
     certificate_expires_in_days: float | None = None
     notes: list[str] = field(default_factory=list)
+    # Records that make the verifier trust keys for jwtkeys' application but that jwtkeys
+    # does not own (an admin's stray trust): reported at each audit, never changed.
+    foreign: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def drift(self) -> int:
