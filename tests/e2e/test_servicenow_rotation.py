@@ -261,6 +261,38 @@ def test_a_revocation_promotes_a_standby_servicenow_does_not_confirm_and_says_so
     assert deployment.sign().kid == standby
 
 
+def test_a_revocation_during_a_servicenow_outage_still_revokes_and_names_the_records(
+    deployment: Deployment,
+) -> None:
+    first = deployment.tick()
+    compromised, standby = first["current_kid"], first["next_kid"]
+    emulator = deployment.instance.emulator
+    emulator.inject_fault("http500", count=1000, path_contains="/api/now/")
+    summary = deployment.tick({"action": "revoke", "kid": compromised})
+    emulator.clear_faults()
+    # Nothing ServiceNow says (or fails to say) keeps the compromised key signing.
+    assert summary["revoked"] == [compromised]
+    assert summary["promoted"] == [standby]
+    arn = next(
+        arn
+        for arn, tags in keyset_keys(deployment.stack).items()
+        if tags[names.TAG_KID] == compromised
+    )
+    assert deployment.stack.kms.describe_key(KeyId=arn)["KeyMetadata"]["KeyState"] != "Enabled"
+    unconfirmed = summary["unconfirmed_promotion"]
+    assert unconfirmed["kid"] == standby
+    assert "HTTP 500" in unconfirmed["error"]
+    assert f"sys_certificate jwtkeys/test/{standby}" in unconfirmed["records"]
+    assert deployment.metric("UnconfirmedPromotions")[-1] == 1.0
+    # Its sessions could not be ended either: said, not raised (the key is revoked).
+    assert "HTTP 500" in summary["sessions_not_ended"]
+    assert deployment.sign().kid == standby
+    # ServiceNow back: the next tick removes the revoked key's records and trusts the new one.
+    recovered = deployment.tick()
+    assert "unconfirmed_promotion" not in recovered
+    assert deployment.instance.trusted_kids() == {standby, recovered["next_kid"]}
+
+
 def test_a_foreign_verifier_map_on_the_app_is_reported_at_each_tick_until_removed(
     deployment: Deployment,
 ) -> None:

@@ -212,14 +212,18 @@ class ServiceNowTrustTarget:
         may not read out of a list (an empty answer, not an error), so an empty list
         counts only once this container has seen a session of the application in it.
         """
-        schema = self.sync.schema()
-        if not schema.has(CREDENTIAL_TABLE, "peer"):
+        try:
+            # An instance that cannot be reached is said, not raised: the key is revoked.
+            schema = self.sync.schema()
+            has_peer = schema.has(CREDENTIAL_TABLE, "peer")
+            app_id = self.sync.find_app()["sys_id"] if has_peer else ""
+        except ServiceNowError as error:
+            raise SessionsNotEnded(f"could not end sessions: {error}") from error
+        if not has_peer:
             raise SessionsNotEnded(
                 f"could not end sessions: {CREDENTIAL_TABLE}.peer is not in the instance's"
                 " dictionary (or the integration user cannot read the dictionary)"
             )
-        app = self.sync.find_app()
-        app_id = app["sys_id"]
         try:
             rows = self.client.list(
                 CREDENTIAL_TABLE,
