@@ -143,3 +143,28 @@ def test_pysnc_with_an_access_token_from_the_jwt_bearer_grant(
         assert len(users) == 1
     finally:
         snc.session.close()
+
+
+def test_an_or_condition_lists_owned_maps_and_every_map_of_the_app(
+    client: Any, servicenow: ServiceNowEmulator
+) -> None:
+    """The query jwtkeys' reconcile makes (owned names, or any map of its application),
+    as pysnc builds it: an admin's map on the app is listed, another app's is not."""
+    ours = trust_key(servicenow)
+    other_app = servicenow.add_oauth_jwt_app("someone else", "other-cid", "other-secret")
+    # An admin adds maps through pysnc as a script would: one on jwtkeys' app, one elsewhere.
+    for name, app in (("admin's map", ours.app_sys_id), ("elsewhere", other_app)):
+        stray = client.GlideRecord("jwt_verifier_map")
+        stray.initialize()
+        stray.name = name
+        stray.kid = "admin-kid"
+        stray.sys_certificate = ours.certificate_sys_id
+        stray.oauth_jwt = app
+        assert stray.insert() is not None
+    found = client.GlideRecord("jwt_verifier_map")
+    found.add_query("name", "STARTSWITH", "jwtkeys/test/").add_or_condition(
+        "oauth_jwt", ours.app_sys_id
+    )
+    found.query()
+    names = sorted(record.get_value("name") for record in found)
+    assert names == sorted([f"jwtkeys/test/{ours.kid}", "admin's map"])
