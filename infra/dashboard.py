@@ -156,6 +156,8 @@ class Dashboard(Construct):
                             keeper_metric(catalog.SERVICENOW_SYNC_FAILURES, "Sum"),
                             keeper_metric(catalog.CANARY_EXCHANGE_FAILURES, "Sum"),
                             keeper_metric(catalog.SERVICENOW_RECORDS, "Maximum"),
+                            keeper_metric(catalog.UNCONFIRMED_PROMOTIONS, "Sum"),
+                            keeper_metric(catalog.FOREIGN_TRUST_RECORDS, "Maximum"),
                         ],
                         width=12,
                     ),
