@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import jwt
@@ -22,6 +22,7 @@ from jwcrypto.jwk import JWK
 from jwtkeys.clock import SimulatedClock
 from jwtkeys.errors import ConfigurationError, InvalidToken, JwksUnavailable
 from jwtkeys.verify.jwks_verifier import JwksCachePolicy, JwksVerifier, VerifierCounters
+from jwtkeys_tools.local.loopback_server import LoopbackServer
 
 ISSUER = "https://issuer.example"
 AUDIENCE = "orders-api"
@@ -66,15 +67,12 @@ def publisher() -> Iterator[tuple[Publisher, str]]:
         def log_message(self, format: str, *args: Any) -> None:
             return None
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
+    server = LoopbackServer("the fake publisher")
+    server.start(Handler, 0.05)
     try:
-        yield state, f"http://127.0.0.1:{server.server_port}/.well-known/jwks.json"
+        yield state, f"{server.url}/.well-known/jwks.json"
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        server.stop()
 
 
 class Key:

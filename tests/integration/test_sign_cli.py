@@ -6,14 +6,14 @@ tests/integration/test_client_function_url.py)."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
 from jwtkeys_tools.cli import main
+from jwtkeys_tools.local.loopback_server import LoopbackServer
 
 TOKEN = {"token": "a.b.c", "kid": "k1", "alg": "RS256", "jti": "j1", "expires_at": 2_000_000_000}
 ANSWERS: dict[str, tuple[int, object]] = {
@@ -51,15 +51,12 @@ def function_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
+    server = LoopbackServer("the fake Lambda API")
+    server.start(Handler, 0.05)
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield server.url
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+        server.stop()
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from jwt.algorithms import RSAAlgorithm
 from jwtkeys.errors import JwksUnavailable
 from jwtkeys.verify.jwks_source import MAX_JWKS_BYTES, load_jwks, parse_jwks
 from jwtkeys_tools.cli import main
+from jwtkeys_tools.local.loopback_server import LoopbackServer
 
 ISSUER = "https://issuer.example"
 AUDIENCE = "servicenow-client-id"
@@ -120,17 +121,13 @@ def jwks_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[JwksServer]:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = LoopbackServer("the fake JWKS server")
+    server.start(Handler)
     try:
-        yield JwksServer(f"http://127.0.0.1:{server.server_port}", routes)
+        yield JwksServer(server.url, routes)
     finally:
         stopping.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        server.stop()
 
 
 # --- the command -----------------------------------------------------------------------

@@ -14,13 +14,13 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
 from typing import Any
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from jwtkeys_tools.local.local_service import LocalService
 from jwtkeys_tools.local.loopback_server import LoopbackServer
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -33,7 +33,7 @@ _AUTHORIZATION = re.compile(
 )
 
 
-class LocalFunctions:
+class LocalFunctions(LocalService):
     """Functions by name, reachable by Invoke and (for `url_handlers`) by Function URL."""
 
     def __init__(
@@ -81,17 +81,6 @@ class LocalFunctions:
 
     def stop(self) -> None:
         self._http.stop()
-
-    def __enter__(self) -> LocalFunctions:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def serve(
         self, path: str, headers: Mapping[str, str], body: bytes

@@ -26,10 +26,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
 from jwtkeys.errors import JwtKeysError
+from jwtkeys_tools.local.local_service import LocalService
 
 __all__ = ["CONTROL_PREFIX", "FAULT_KINDS", "LocalAws", "LocalAwsError"]
 
@@ -49,7 +49,7 @@ class LocalAwsError(JwtKeysError):
     code = "LocalAwsError"
 
 
-class LocalAws:
+class LocalAws(LocalService):
     """A local AWS endpoint (moto + fidelity fixes) in a child process.
 
     Use it as a context manager, or call `start()` and `stop()`.
@@ -152,17 +152,6 @@ class LocalAws:
             self._log.close()
             self._log = None
         self._endpoint_url = self._s3_public_url = None
-
-    def __enter__(self) -> LocalAws:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ addresses
 

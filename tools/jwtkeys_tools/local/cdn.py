@@ -15,11 +15,11 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
 from typing import Any
 
 from jwtkeys.clock import Clock
 from jwtkeys.verify.jwks_source import freshness_seconds
+from jwtkeys_tools.local.local_service import LocalService
 from jwtkeys_tools.local.loopback_server import LoopbackServer
 
 _ORIGIN_TIMEOUT_S = 5.0
@@ -34,7 +34,7 @@ class _Copy:
     expires_at: float
 
 
-class LocalCdn:
+class LocalCdn(LocalService):
     """A caching HTTP proxy on 127.0.0.1 in front of `origin` (a base URL), on `clock`."""
 
     def __init__(self, origin: str, clock: Clock) -> None:
@@ -72,17 +72,6 @@ class LocalCdn:
 
     def stop(self) -> None:
         self._http.stop()
-
-    def __enter__(self) -> LocalCdn:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def invalidate(self) -> None:
         """Drop every cached copy (what a CloudFront invalidation of `/*` does)."""

@@ -45,6 +45,28 @@ class Principal:
         account, name = self.role_arn.split(":")[4], self.role_arn.rsplit("/", 1)[-1]
         return f"arn:{PARTITION}:sts::{account}:assumed-role/{name}/{name}-function"
 
+    def request(
+        self,
+        service: str,
+        operation: str,
+        action: str,
+        resource: str,
+        context: dict[str, Any],
+        resource_policy: str | None = None,
+    ) -> IamRequest:
+        """One authorisation of this role's call."""
+        return IamRequest(
+            self.session_arn,
+            self.role_arn,
+            self.label,
+            service,
+            operation,
+            action,
+            resource,
+            context,
+            resource_policy,
+        )
+
 
 def caller(environ: dict[str, Any]) -> tuple[str | None, str]:
     """(access key id, region) from a SigV4 Authorization header."""
@@ -201,10 +223,7 @@ def _kms_requests(
             # NotFoundException, and so does moto; nothing is authorised.
             return []
         return [
-            IamRequest(
-                principal.session_arn,
-                principal.role_arn,
-                principal.label,
+            principal.request(
                 "kms",
                 name.operation,
                 action,
@@ -216,28 +235,10 @@ def _kms_requests(
 
     def account_wide(context: dict[str, str]) -> IamRequest:
         # Requests on no particular key (CreateKey, ListKeys, ...) are authorised on "*".
-        return IamRequest(
-            principal.session_arn,
-            principal.role_arn,
-            principal.label,
-            "kms",
-            name.operation,
-            action,
-            "*",
-            context,
-        )
+        return principal.request("kms", name.operation, action, "*", context)
 
     def on_alias(alias: str) -> IamRequest:
-        return IamRequest(
-            principal.session_arn,
-            principal.role_arn,
-            principal.label,
-            "kms",
-            name.operation,
-            action,
-            _alias_arn(region, alias),
-            base,
-        )
+        return principal.request("kms", name.operation, action, _alias_arn(region, alias), base)
 
     operation = name.operation
     if operation == "CreateKey":
@@ -297,10 +298,7 @@ def created_key_tagging(
         "kms:KeyOrigin": metadata.get("Origin"),
         "kms:CallerAccount": LOCAL_ACCOUNT,
     }
-    return IamRequest(
-        principal.session_arn,
-        principal.role_arn,
-        principal.label,
+    return principal.request(
         "kms",
         "CreateKey",
         "kms:TagResource",
@@ -346,18 +344,7 @@ def _s3_requests(
     # s3:prefix exists only on listing requests, and only when the request gives one.
     if action in ("s3:ListBucket", "s3:ListBucketVersions") and "prefix" in query:
         context["s3:prefix"] = query["prefix"][0]
-    return [
-        IamRequest(
-            principal.session_arn,
-            principal.role_arn,
-            principal.label,
-            "s3",
-            operation,
-            action,
-            resource,
-            context,
-        )
-    ]
+    return [principal.request("s3", operation, action, resource, context)]
 
 
 def missing_object_denied(principal: Principal, name: RequestName, environ: dict[str, Any]) -> bool:
@@ -398,18 +385,7 @@ def _secretsmanager_requests(
             context.update(_tag_context("ResourceTag", tags))
             context["secretsmanager:SecretId"] = secret.arn
     action = f"secretsmanager:{name.operation}"
-    return [
-        IamRequest(
-            principal.session_arn,
-            principal.role_arn,
-            principal.label,
-            name.service,
-            name.operation,
-            action,
-            resource,
-            context,
-        )
-    ]
+    return [principal.request(name.service, name.operation, action, resource, context)]
 
 
 def _cloudfront_requests(
@@ -423,16 +399,7 @@ def _cloudfront_requests(
     )
     action = f"cloudfront:{name.operation}"
     return [
-        IamRequest(
-            principal.session_arn,
-            principal.role_arn,
-            principal.label,
-            "cloudfront",
-            name.operation,
-            action,
-            resource,
-            _base_context(principal),
-        )
+        principal.request("cloudfront", name.operation, action, resource, _base_context(principal))
     ]
 
 
@@ -462,29 +429,11 @@ def describe(
         # The Resource Groups Tagging API signs as `tagging` but its IAM actions are
         # `tag:*`, none of them scoped to a resource: authorised on "*".
         return [
-            IamRequest(
-                principal.session_arn,
-                principal.role_arn,
-                principal.label,
-                name.service,
-                name.operation,
-                f"tag:{name.operation}",
-                "*",
-                _base_context(principal),
+            principal.request(
+                name.service, name.operation, f"tag:{name.operation}", "*", _base_context(principal)
             )
         ]
     # Unmodelled: the generic action on `*`, which only a broad grant allows; a new call
     # then fails the simulation until it is modelled here and granted in infra.
     action = f"{name.service}:{name.operation}"
-    return [
-        IamRequest(
-            principal.session_arn,
-            principal.role_arn,
-            principal.label,
-            name.service,
-            name.operation,
-            action,
-            "*",
-            _base_context(principal),
-        )
-    ]
+    return [principal.request(name.service, name.operation, action, "*", _base_context(principal))]

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,6 +27,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from jwtkeys.clock import Clock
+from jwtkeys_tools.local.local_service import LocalService
 from jwtkeys_tools.local.servicenow_emulator.auth import Credentials, Principal, authenticate
 from jwtkeys_tools.local.servicenow_emulator.faults import FaultSwitch, RateLimited, RateLimitRule
 from jwtkeys_tools.local.servicenow_emulator.profiles import InstanceProfile, load_profile
@@ -77,7 +77,7 @@ class _QuietHandler(WSGIRequestHandler):
         return None
 
 
-class ServiceNowEmulator:
+class ServiceNowEmulator(LocalService):
     """A ServiceNow instance where jwtkeys touches one, served over HTTPS on 127.0.0.1."""
 
     def __init__(
@@ -156,17 +156,6 @@ class ServiceNowEmulator:
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._temp_dir = None
-
-    def __enter__(self) -> ServiceNowEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def reset(self) -> None:
         """Forget every record, password, token, replayed jti, fault, rule and log line."""
