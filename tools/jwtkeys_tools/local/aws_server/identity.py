@@ -403,6 +403,9 @@ def _cloudfront_requests(
     ]
 
 
+# Services whose IAM actions are not prefixed with the name they sign requests as.
+_IAM_PREFIX = {"tagging": "tag"}
+
 # AWS authorises no IAM permission for these.
 _UNAUTHORISED = frozenset({("sts", "GetCallerIdentity")})
 
@@ -425,15 +428,9 @@ def describe(
         return _secretsmanager_requests(principal, name, region, params())
     if name.service == "cloudfront":
         return _cloudfront_requests(principal, name, environ)
-    if name.service == "tagging":
-        # The Resource Groups Tagging API signs as `tagging` but its IAM actions are
-        # `tag:*`, none of them scoped to a resource: authorised on "*".
-        return [
-            principal.request(
-                name.service, name.operation, f"tag:{name.operation}", "*", _base_context(principal)
-            )
-        ]
-    # Unmodelled: the generic action on `*`, which only a broad grant allows; a new call
-    # then fails the simulation until it is modelled here and granted in infra.
-    action = f"{name.service}:{name.operation}"
+    # The rest on `*`: the Resource Groups Tagging API (it signs as `tagging`, its IAM
+    # actions are `tag:*`, none scoped to a resource), and any unmodelled call, which
+    # only a broad grant allows: a new call then fails the simulation until it is
+    # modelled here and granted in infra.
+    action = f"{_IAM_PREFIX.get(name.service, name.service)}:{name.operation}"
     return [principal.request(name.service, name.operation, action, "*", _base_context(principal))]
